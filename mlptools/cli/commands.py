@@ -1,0 +1,3 @@
+"""The list of registered subcommands. A command is added here only once it works."""
+
+COMMANDS = []
