@@ -14,3 +14,9 @@ LABELS = (ENERGY, FORCES, STRESS)
 PREDICTION_PREFIX = "mlptools_"
 
 DEFAULT_CONFIG_TYPE = "default"
+
+# Uncertainty results of an mlptools calculator (GAP posterior, committee spread): every model kind
+# fills the same keys so `md --max-uncertainty` and `build-db --explore` work with all of them.
+ENERGY_UNCERTAINTY = "energy_uncertainty"  # eV, standard deviation of the total energy
+ENERGIES_UNCERTAINTY = "energies_uncertainty"  # eV, (n_atoms,) std of each local energy
+FORCES_UNCERTAINTY = "forces_uncertainty"  # eV/Å, (n_atoms,) std estimate of each atom's force

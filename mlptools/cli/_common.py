@@ -171,3 +171,31 @@ def provenance(input_paths=()):
         "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "inputs": [{"path": str(p), "sha256": file_sha256(p)} for p in input_paths],
     }
+
+
+def min_distance_option(default=0.5):
+    """--min-distance Å: reject frames with two atoms closer than this (0 disables)."""
+    return click.option(
+        "--min-distance", type=click.FloatRange(0), default=default, show_default=True,
+        help="Reject frames with atoms closer than this (Å); 0 disables the check.",
+    )
+
+
+def require_option():
+    """--require LABELS: comma-separated labels every frame must have."""
+
+    def parse(ctx, param, value):
+        if not value:
+            return ()
+        names = tuple(v.strip() for v in value.split(",") if v.strip())
+        known = ("energy", "forces", "stress")
+        bad = [n for n in names if n not in known]
+        if bad:
+            raise click.BadParameter(f"unknown label {bad[0]!r}; use {', '.join(known)}")
+        return names
+
+    return click.option(
+        "--require", metavar="LABELS", default="", callback=parse,
+        help="Comma-separated labels every frame must have: energy (eV), forces (eV/Å), "
+             "stress (eV/Å³).",
+    )

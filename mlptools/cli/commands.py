@@ -1,3 +1,6 @@
 """The list of registered subcommands. A command is added here only once it works."""
 
-COMMANDS = []
+from mlptools.cli.convert import convert
+from mlptools.cli.info import info
+
+COMMANDS = [info, convert]
