@@ -1,6 +1,7 @@
 """The list of registered subcommands. A command is added here only once it works."""
 
 from mlptools.cli.convert import convert
+from mlptools.cli.describe import describe
 from mlptools.cli.info import info
 
-COMMANDS = [info, convert]
+COMMANDS = [info, convert, describe]
