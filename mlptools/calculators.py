@@ -38,6 +38,8 @@ from mlptools.errors import ComputationError, ParameterError
 __all__ = [
     "KNOWN_CALCULATORS",
     "StillingerWeber",
+    "calculator_from_argument",
+    "check_species_supported",
     "isolated_atom_energies",
     "make_calculator",
     "parse_spec",
@@ -143,6 +145,63 @@ def make_calculator(spec):
         f"unknown calculator {name!r}{hint} (known: {', '.join(KNOWN_CALCULATORS)}, or "
         "module.path:ClassName key=value ...)"
     )
+
+
+def calculator_from_argument(text):
+    """The calculator a command's MODEL argument names: a model file, or else a calculator spec.
+
+    Every command that runs a potential (``validate``, ``md``, ``quench``, ``airss-search``,
+    ``wulff``) takes either a fitted model (``model.h5``) or an embedded reference (``sw``,
+    ``emt``, ``xtb``, ``module.path:Class key=value``), so users can compare the two.
+
+    Raises
+    ------
+    ParameterError
+        Neither an existing file nor a known calculator spec.
+    """
+    import os
+
+    import mlptools
+
+    if os.path.isfile(text):
+        return mlptools.load(text)
+    return make_calculator(text)
+
+
+#: species each embedded reference was parametrised for (None: any species)
+_PARAMETRISED_SPECIES = {
+    "StillingerWeber": ("Si",),
+    "Tersoff": ("Si",),
+    "EMT": ("Al", "Cu", "Ag", "Au", "Ni", "Pd", "Pt", "H", "C", "N", "O"),
+}
+
+
+def check_species_supported(calc, numbers, where):
+    """Raise InputError when ``calc`` has no parameters for a species in ``numbers``.
+
+    A fitted model lists its species in ``calc.species`` (atomic numbers); the embedded references
+    are known by class. Other calculators are not checked.
+
+    Parameters
+    ----------
+    calc : ase Calculator
+    numbers : (n_atoms,) int, atomic numbers of the structure
+    where : str, prefix of the message (the file and frame, ``"si.xyz: frame 3"``)
+    """
+    from ase.data import atomic_numbers, chemical_symbols
+
+    from mlptools.errors import InputError
+
+    known = getattr(calc, "species", None)
+    if known is None and type(calc).__name__ in _PARAMETRISED_SPECIES:
+        known = [atomic_numbers[s] for s in _PARAMETRISED_SPECIES[type(calc).__name__]]
+    if known is None:
+        return
+    missing = sorted(set(int(z) for z in numbers) - set(int(z) for z in known))
+    if missing:
+        names = ", ".join(chemical_symbols[z] for z in missing)
+        have = ", ".join(chemical_symbols[int(z)] for z in sorted(known))
+        raise InputError(f"{where}: species {names} not covered by the potential (it has {have})")
 
 
 def _import_calculator(name, kwargs):

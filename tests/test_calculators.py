@@ -232,3 +232,20 @@ def test_xtb():
     cell = bulk("Si", "diamond", 5.43)
     cell.calc = make_calculator("xtb")
     assert cell.get_stress().shape == (6,)
+
+
+def test_calculator_from_argument_takes_a_spec_or_names_the_problem(tmp_path):
+    from mlptools.calculators import StillingerWeber, calculator_from_argument
+
+    assert isinstance(calculator_from_argument("sw"), StillingerWeber)
+    with pytest.raises(ParameterError, match="unknown calculator 'nosuch.h5'"):
+        calculator_from_argument("nosuch.h5")
+
+
+def test_check_species_supported_names_the_missing_species():
+    from mlptools.calculators import StillingerWeber, check_species_supported
+    from mlptools.errors import InputError
+
+    check_species_supported(StillingerWeber(), [14, 14], "x.xyz: frame 0")
+    with pytest.raises(InputError, match=r"x.xyz: frame 0: species C, O not covered .*has Si"):
+        check_species_supported(StillingerWeber(), [14, 8, 6], "x.xyz: frame 0")
