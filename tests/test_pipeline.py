@@ -1,4 +1,4 @@
-"""Commands composed through a real shell pipe, as users run them: `build-db ... -o - | describe -`."""
+"""Commands composed through a real shell pipe, as users run them: `build-db | describe -`."""
 
 import os
 import shutil
@@ -66,7 +66,8 @@ def test_build_db_pipes_into_describe(tmp_path, shell_env):
 
 def test_failing_stage_fails_the_pipeline_and_leaves_no_output(tmp_path, shell_env):
     (tmp_path / "bad.toml").write_text("[label]\ncalc = 'nosuchcalc'\n")
-    script = "set -o pipefail; mlptools build-db bad.toml --seed 1 -o - | mlptools describe - -o d.h5"
+    script = ("set -o pipefail; mlptools build-db bad.toml --seed 1 -o - | "
+              "mlptools describe - -o d.h5")
     proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=shell_env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0

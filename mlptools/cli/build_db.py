@@ -59,8 +59,23 @@ def _mpi_comm():
 @click.option("--split", "split", multiple=True, callback=_parse_split, metavar="NAME=FRAC",
               help="Hold out FRAC of every config_type as set NAME, written to OUTPUT.NAME.xyz "
                    "(repeatable; overrides the recipe's [split]).")
+@click.option("--explore", "explore_model", metavar="MODEL", default=None,
+              help="Grow the database where an interim potential (a model file or a calculator "
+                   "spec) is least certain: short MD from every generated structure, then only "
+                   "the most uncertain snapshots are labelled.")
+@click.option("--explore-keep", type=click.IntRange(1), default=50, show_default=True,
+              help="Snapshots kept for labelling with --explore.")
+@click.option("--explore-steps", type=click.IntRange(1), default=200, show_default=True,
+              help="MD steps from each generated structure with --explore.")
+@click.option("--explore-stride", type=click.IntRange(1), default=10, show_default=True,
+              help="Steps between candidate snapshots with --explore.")
+@click.option("--explore-temperature", type=click.FloatRange(min=0, min_open=True),
+              default=1000.0, show_default=True, help="Langevin temperature (K) with --explore.")
+@click.option("--explore-timestep", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True, help="MD timestep (fs) with --explore.")
 @c.verbosity_options
-def build_db(recipe, seed, calc, output, checkpoint, split):
+def build_db(recipe, seed, calc, output, checkpoint, split, explore_model, explore_keep,
+             explore_steps, explore_stride, explore_temperature, explore_timestep):
     """Generate structures from a recipe and label them (energy, forces, stress).
 
     The recipe (TOML, or YAML with PyYAML) lists structure ingredients: crystal prototypes,
@@ -79,14 +94,21 @@ def build_db(recipe, seed, calc, output, checkpoint, split):
       mlptools build-db examples/recipes/si-sw.toml --seed 1 -o si.xyz
       mlptools build-db recipe.toml --seed 1 --calc xtb --split test=0.1 -o db.xyz
       mpirun -n 4 mlptools build-db recipe.toml --seed 1 -o db.xyz
+      mlptools build-db recipe.toml --seed 2 --explore model.h5 --explore-keep 40 -o new.xyz
     """
     import numpy as np
 
     from mlptools.errors import ParameterError, Terminated
     from mlptools.io.extxyz import write_frames
     from mlptools.workflows import build_db as bd
+    from mlptools.workflows.explore import ExploreSettings
     from mlptools.workflows.recipe import load_recipe
 
+    explore = None
+    if explore_model is not None:
+        explore = (explore_model, ExploreSettings(
+            temperature_K=explore_temperature, steps=explore_steps, stride=explore_stride,
+            keep=explore_keep, timestep_fs=explore_timestep))
     comm = _mpi_comm()
     rank = comm.Get_rank() if comm is not None else 0
     spec = load_recipe(recipe)
@@ -122,7 +144,8 @@ def build_db(recipe, seed, calc, output, checkpoint, split):
 
             result = bd.build_database(spec, seed=seed, calc=calc, checkpoint=checkpoint,
                                        comm=comm, stop_requested=lambda: bool(stop),
-                                       progress=progress if rank == 0 else None)
+                                       progress=progress if rank == 0 else None,
+                                       explore=explore)
     finally:
         signal.signal(signal.SIGTERM, previous)
     if rank != 0:  # rank 0 reports and writes

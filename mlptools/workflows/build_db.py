@@ -542,13 +542,30 @@ def split_by_config_type(frames, fractions, rng):
     return out
 
 
-def _generate_all(recipe, seed, calc_spec, make_calc):
+def _generate_all(recipe, seed, calc_spec, make_calc, explore=None):
     frames = generate_structures(recipe, seed=seed, calc=calc_spec, make_calc=make_calc)
     frames, duplicates = deduplicate(frames, tolerance=recipe.dedup_tolerance,
                                      cutoff=recipe.dedup_cutoff)
+    if explore is not None:
+        frames = _explore(frames, explore, seed)
     if recipe.isolated_atoms and calc_spec is not None:
         frames = frames + _isolated_atoms(frames, recipe.box)
     return frames, duplicates
+
+
+def _explore(frames, explore, seed):
+    """The generated structures replaced by the snapshots the interim potential is least sure of."""
+    from mlptools.calculators import calculator_from_argument
+    from mlptools.workflows.explore import explore as run_explore
+
+    model, settings = explore
+    imported = [a for a in frames if "_labels" in a.info]  # already labelled: kept as they are
+    seeds = [a for a in frames if "_labels" not in a.info]
+    result = run_explore(seeds, calculator_from_argument(model), np.random.default_rng([seed, 2]),
+                         settings, id_key=STRUCTURE_ID)
+    log.info("explore: kept %d of %d candidates by %s (%d trajectories ended early)",
+             len(result.frames), len(result.scores), result.method, result.n_failed)
+    return imported + result.frames
 
 
 @contextlib.contextmanager
@@ -571,7 +588,7 @@ def _ase_serial():
 
 
 def build_database(recipe, *, seed=None, calc=None, checkpoint=None, comm=None,
-                   stop_requested=None, progress=None, make_calc=make_calculator):
+                   stop_requested=None, progress=None, make_calc=make_calculator, explore=None):
     """Generate, de-duplicate and label the structures of a recipe, with checkpoint/resume.
 
     Parameters
@@ -591,6 +608,10 @@ def build_database(recipe, *, seed=None, calc=None, checkpoint=None, comm=None,
         ``progress(n_done, n_total)`` on rank 0 after each structure.
     make_calc : callable
         spec → calculator.
+    explore : (str, ExploreSettings), optional
+        An interim potential (model file or calculator spec) and how to explore with it: the
+        generated structures seed short MD runs and only the most uncertain snapshots are
+        labelled (:mod:`mlptools.workflows.explore`).
 
     Returns
     -------
@@ -605,10 +626,11 @@ def build_database(recipe, *, seed=None, calc=None, checkpoint=None, comm=None,
     context = _ase_serial() if comm is not None else contextlib.nullcontext()
     with context:
         return _build_database(recipe, seed, calc, checkpoint, comm, stop_requested, progress,
-                               make_calc)
+                               make_calc, explore)
 
 
-def _build_database(recipe, seed, calc, checkpoint, comm, stop_requested, progress, make_calc):
+def _build_database(recipe, seed, calc, checkpoint, comm, stop_requested, progress, make_calc,
+                    explore=None):
     seed = recipe.seed if seed is None else seed
     if seed is None:
         raise ParameterError(f"{recipe.source}: no seed: give --seed or a top-level seed")
@@ -623,7 +645,7 @@ def _build_database(recipe, seed, calc, checkpoint, comm, stop_requested, progre
     error = None
     if rank == 0:
         try:
-            payload = _prepare(recipe, seed, calc_spec, ckpt, make_calc)
+            payload = _prepare(recipe, seed, calc_spec, ckpt, make_calc, explore)
         except MlptoolsError as exc:
             error = exc
     if comm is not None:
@@ -688,8 +710,9 @@ def _build_database(recipe, seed, calc, checkpoint, comm, stop_requested, progre
                        summary=summarize(regular, failures, duplicates, e0))
 
 
-def _prepare(recipe, seed, calc_spec, ckpt, make_calc):
+def _prepare(recipe, seed, calc_spec, ckpt, make_calc, explore=None):
     """Rank 0: generated structures (from the checkpoint when it has them) and finished records."""
+    explore_key = None if explore is None else [explore[0], explore[1].to_dict()]
     if any(e.kind != "import" for e in recipe.entries):
         if calc_spec is None:
             raise ParameterError(f"{recipe.source}: no calculator: give --calc or [label] calc")
@@ -699,7 +722,8 @@ def _prepare(recipe, seed, calc_spec, ckpt, make_calc):
     done = {}
     for rec in records:
         if rec.get("type") == "structures" and rec.get("recipe") == recipe.digest and \
-                rec.get("seed") == seed and rec.get("calc") == calc_spec:
+                rec.get("seed") == seed and rec.get("calc") == calc_spec and \
+                rec.get("explore") == explore_key:
             block = rec
         elif rec.get("type") == "result":
             if rec["calc"] not in (calc_spec, "import"):
@@ -715,11 +739,12 @@ def _prepare(recipe, seed, calc_spec, ckpt, make_calc):
             atoms.calc = None
         duplicates = block["duplicates"]
     else:
-        frames, duplicates = _generate_all(recipe, seed, calc_spec, make_calc)
+        frames, duplicates = _generate_all(recipe, seed, calc_spec, make_calc, explore)
         if ckpt is not None:
             recs = [frame_to_record(atoms) for atoms in frames]
             ckpt.append({"type": "structures", "version": CHECKPOINT_VERSION,
                          "recipe": recipe.digest, "seed": seed, "calc": calc_spec,
+                         "explore": explore_key,
                          "frames": recs, "duplicates": duplicates})
     ids = {a.info[STRUCTURE_ID] for a in frames}
     done = {k: v for k, v in done.items() if k in ids}
