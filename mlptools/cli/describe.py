@@ -38,10 +38,13 @@ def describe(inputs, output, soap_spec, acsf_spec, twobody_spec, threebody_spec,
     Examples:
       mlptools describe train.xyz --soap "cutoff=5 n_max=8 l_max=6 sigma=0.5" --gradients -o si.h5
       mlptools build-db recipe.toml -o - | mlptools describe - --acsf default -o desc.h5
+      mpirun -n 4 mlptools describe train.xyz --gradients -o si.h5
+
+    Under mpirun the batches (--batch-atoms) are computed round-robin on all ranks; rank 0
+    reads the input and writes the file, identical to a serial run.
     """
     from mlptools.descriptors import hypers as hp
-    from mlptools.descriptors.compute import describe_batches
-    from mlptools.io.descriptors import DescriptorWriter
+    from mlptools.errors import MlptoolsError
     from mlptools.io.extxyz import iter_frames
 
     chosen = []
@@ -59,13 +62,57 @@ def describe(inputs, output, soap_spec, acsf_spec, twobody_spec, threebody_spec,
     if species:
         chosen = [_with_species(h, species) for h in chosen]
 
-    frames = list(iter_frames(list(inputs) or ["-"], min_distance=min_distance))
+    comm = c.mpi_comm()
+    if comm is None:
+        frames = list(iter_frames(list(inputs) or ["-"], min_distance=min_distance))
+        _write(output, inputs, frames, chosen, gradients, batch_atoms, None)
+        return
+    from mlptools.parallel import ase_serial
+
+    with ase_serial():
+        _describe_mpi(comm, inputs, output, chosen, gradients, batch_atoms, min_distance)
+
+
+def _describe_mpi(comm, inputs, output, chosen, gradients, batch_atoms, min_distance):
+    from mlptools.errors import MlptoolsError
+    from mlptools.io.extxyz import iter_frames
+
+    # only rank 0 reads (stdin reaches rank 0 alone) and writes; every rank computes
+    frames = error = None
+    if comm.Get_rank() == 0:
+        try:
+            frames = list(iter_frames(list(inputs) or ["-"], min_distance=min_distance))
+        except MlptoolsError as exc:
+            error = exc
+    frames, error = comm.bcast((frames, error), root=0)
+    try:
+        if error is not None:
+            raise error
+        _write(output if comm.Get_rank() == 0 else None, inputs, frames, chosen, gradients,
+               batch_atoms, comm)
+    except MlptoolsError as exc:
+        if comm.Get_rank() != 0:
+            click.get_current_context().exit(exc.exit_code)  # rank 0 reports it
+        if error is None:  # other ranks may still be computing: stop them all
+            click.echo(f"Error: {exc}", err=True)
+            comm.Abort(exc.exit_code)
+        raise
+
+
+def _write(output, inputs, frames, chosen, gradients, batch_atoms, comm):
+    from mlptools.descriptors.compute import describe_batches
+    from mlptools.io.descriptors import DescriptorWriter
+
+    batches = describe_batches(frames, chosen, gradients=gradients != "none",
+                               strain=gradients == "positions+strain", max_atoms=batch_atoms,
+                               comm=comm)
+    if output is None:  # a worker rank: compute and send its share
+        for _ in batches:
+            pass
+        return
     with DescriptorWriter(output, c.provenance(inputs)) as writer, \
             c.progress(length=sum(len(a) for a in frames), label="describe") as bar:
-        for n_atoms, sets in describe_batches(
-            frames, chosen, gradients=gradients != "none", strain=gradients == "positions+strain",
-            max_atoms=batch_atoms,
-        ):
+        for n_atoms, sets in batches:
             writer.append(n_atoms, sets)
             bar.update(sum(n_atoms))
 

@@ -6,7 +6,7 @@ row of a file) has the same feature layout.
 
 import dataclasses
 
-from mlptools.errors import ParameterError
+from mlptools.errors import MlptoolsError, ParameterError
 
 
 def _calculators():
@@ -48,7 +48,8 @@ def batches(frames, max_atoms):
         yield batch
 
 
-def describe_batches(frames, hypers_list, *, gradients=False, strain=False, max_atoms=20000):
+def describe_batches(frames, hypers_list, *, gradients=False, strain=False, max_atoms=20000,
+                     comm=None):
     """Yield ``(n_atoms_per_structure, [DescriptorSet per hypers])`` batch by batch.
 
     Parameters
@@ -58,12 +59,45 @@ def describe_batches(frames, hypers_list, *, gradients=False, strain=False, max_
     gradients : bool, also dX/dr (1/Å)
     strain : bool, also dX/dε
     max_atoms : int, atoms per batch (bounds the memory of the gradients)
+    comm : mpi4py communicator, optional
+        Every rank must pass the same frames. Batch ``k`` is computed on rank ``k % size`` and
+        sent to rank 0, which alone yields, in input order, so its output is identical to a
+        serial run; the other ranks yield nothing.
     """
     frames = list(frames)
     species = sorted({int(z) for atoms in frames for z in atoms.numbers})
     hypers_list = [fix_species(h, species) for h in hypers_list]
     calculators = _calculators()
-    for batch in batches(frames, max_atoms):
+
+    def compute(batch):
         sets = [calculators[h.type](batch, h, gradients=gradients, strain=strain)
                 for h in hypers_list]
-        yield [len(atoms) for atoms in batch], sets
+        return [len(atoms) for atoms in batch], sets
+
+    if comm is None or comm.Get_size() == 1:
+        for batch in batches(frames, max_atoms):
+            yield compute(batch)
+        return
+    yield from _distributed(comm, list(batches(frames, max_atoms)), compute)
+
+
+def _distributed(comm, batch_list, compute):
+    rank, size = comm.Get_rank(), comm.Get_size()
+    for k, batch in enumerate(batch_list):
+        owner = k % size
+        if rank == owner:
+            try:
+                result = ("ok", compute(batch))
+            except MlptoolsError as exc:  # sent on, so rank 0 raises it instead of hanging
+                result = ("error", exc)
+            if rank != 0:
+                comm.send(result, dest=0, tag=k)
+        if rank == 0:
+            if owner != 0:
+                result = comm.recv(source=owner, tag=k)
+            status, value = result
+            if status == "error":
+                raise value  # the CLI aborts the ranks still computing
+            yield value
+        elif rank == owner and result[0] == "error":
+            return

@@ -30,6 +30,7 @@ import numpy as np
 
 from mlptools.calculators import isolated_atom, make_calculator
 from mlptools.errors import ComputationError, InputError, MlptoolsError, ParameterError
+from mlptools.parallel import ase_serial
 from mlptools.keys import CONFIG_TYPE, ENERGY, FORCES, STRESS
 from mlptools.workflows import structures as st
 
@@ -568,25 +569,6 @@ def _explore(frames, explore, seed):
     return imported + result.frames
 
 
-@contextlib.contextmanager
-def _ase_serial():
-    """Make ASE's ``world`` a serial one while each rank works alone.
-
-    Under mpirun ASE picks mpi4py's COMM_WORLD as soon as mpi4py is imported, and then its
-    file I/O, MD and file-based calculators broadcast from rank 0: collective calls that would
-    deadlock when ranks generate or label different structures.
-    """
-    import ase.parallel
-
-    world = ase.parallel.world
-    saved = world.__dict__.get("comm")
-    world.comm = ase.parallel.DummyMPI()
-    try:
-        yield
-    finally:
-        world.comm = saved
-
-
 def build_database(recipe, *, seed=None, calc=None, checkpoint=None, comm=None,
                    stop_requested=None, progress=None, make_calc=make_calculator, explore=None):
     """Generate, de-duplicate and label the structures of a recipe, with checkpoint/resume.
@@ -623,7 +605,7 @@ def build_database(recipe, *, seed=None, calc=None, checkpoint=None, comm=None,
     ParameterError
         No seed or no calculator, or a checkpoint made with another calculator.
     """
-    context = _ase_serial() if comm is not None else contextlib.nullcontext()
+    context = ase_serial() if comm is not None else contextlib.nullcontext()
     with context:
         return _build_database(recipe, seed, calc, checkpoint, comm, stop_requested, progress,
                                make_calc, explore)
