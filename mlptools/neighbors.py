@@ -194,12 +194,20 @@ def _binning(positions, cell, pbc, cutoff):
             np.array(reach, dtype=np.int64), orthogonal)
 
 
+#: cells with fewer atoms run single-threaded unless n_threads is given
+_SERIAL_BELOW = 256
+
+
 def _neighbor_list(quantities, positions, cell, pbc, cutoff, self_interaction, n_threads=0):
     """The validated call into the kernel (``n_threads`` 0: OpenMP default)."""
     from mlptools._ext.neighbors import neighbor_pairs
 
     if len(positions) == 0:
         return _empty(quantities)
+    if n_threads == 0 and len(positions) < _SERIAL_BELOW:
+        # a parallel region costs a scheduler time slice per call on a busy machine, far more
+        # than the ~0.1 ms a small cell takes on one core (descriptors call this per structure)
+        n_threads = 1
     cell_p, inv_cc, binning_kc, nbins, reach, orthogonal = _binning(positions, cell, pbc, cutoff)
     _, i, j, d, D, S = neighbor_pairs(
         positions, cell_p, inv_cc, binning_kc, pbc.astype(np.int64), nbins, reach,
