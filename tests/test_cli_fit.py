@@ -145,3 +145,21 @@ def test_bad_inputs_exit_1_with_one_line(cli, files, tmp_path, kind):
     assert "Traceback" not in result.output
     assert not out.exists()
     assert not list(tmp_path.glob(".model.h5.*"))
+
+
+def test_info_shows_the_model(cli, files, tmp_path):
+    from mlptools.cli.info import info
+
+    d, _, _ = files
+    out = tmp_path / "m.h5"
+    assert CliRunner().invoke(cli, ["fit", str(d / "train.xyz"), "--model", "linear", "--soap",
+                                    SOAP, "-o", str(out)]).exit_code == 0
+    group = MlptoolsGroup(name="mlptools", commands=[info])
+    result = CliRunner().invoke(group, ["info", "--format", "json", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["kind"] == "mlptools-model"
+    assert summary["model"]["model_kind"] == "linear"
+    assert summary["model"]["species"] == ["Si"]
+    assert summary["model"]["train_errors"]["n_frames"] == 12
+    assert "model/weights" in summary["datasets"]

@@ -46,6 +46,8 @@ def data():
 
 HYPERS = {
     "gap": {"soap": SOAP, "n_sparse": 150},
+    "gap+2b": {"soap": SOAP, "n_sparse": 150,
+               "twobody": {"cutoff": 4.5, "n_sparse": 15, "delta": 0.5, "theta": 0.4}},
     "linear": {"soap": {**SOAP, "normalize": False}},
     "quadratic": {"soap": {**SOAP, "normalize": False}, "n_components": 12},
 }
@@ -54,7 +56,8 @@ HYPERS = {
 @pytest.fixture(scope="module")
 def fitted(data):
     train, valid = data
-    return {kind: fit_model(kind, train, h, rng=np.random.default_rng(1), valid=valid)
+    return {kind: fit_model(kind.split("+")[0], train, h, rng=np.random.default_rng(1),
+                            valid=valid)
             for kind, h in HYPERS.items()}
 
 
@@ -119,7 +122,8 @@ def test_rotation_translation_invariance(fitted, kind, rng):
 
 # tolerances: SW is a 3-body potential that these models can represent closely; measured
 # held-out errors (GAP ~1.5 meV/atom, ~0.1 eV/Å; linear/quadratic below that) with 2x margin
-TOLERANCE = {"gap": (4.0, 0.2), "linear": (2.0, 0.12), "quadratic": (2.0, 0.12)}
+TOLERANCE = {"gap": (4.0, 0.2), "gap+2b": (4.0, 0.2), "linear": (2.0, 0.12),
+             "quadratic": (2.0, 0.12)}
 
 
 @pytest.mark.parametrize("kind", list(HYPERS))
@@ -139,7 +143,8 @@ def test_file_round_trip_gives_identical_predictions(fitted, kind, tmp_path, rng
     path = tmp_path / f"{kind}.h5"
     save_model(path, model, provenance={"test": True})
     calc = mlptools.load(path)
-    assert calc.model.kind == kind
+    assert calc.model.kind == kind.split("+")[0]
+    assert len(getattr(calc.model, "twobody_terms", [])) == (kind == "gap+2b")
     assert calc.species == (14,)
     assert calc.cutoff == pytest.approx(4.5)
     atoms = _probe(rng)

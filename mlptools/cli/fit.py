@@ -21,6 +21,10 @@ from mlptools.cli import _common as c
               help="Other model hypers as key=value: gap: zeta, delta (eV), sparse_method "
                    "(cur|fps), jitter; linear/quadratic: ridge, n_components; all: "
                    "config_type_sigma (\"Surface=σE,σF,σV ...\"), batch_atoms.")
+@click.option("--twobody", "twobody_spec", is_flag=False, flag_value="", default=None,
+              metavar="HYPERS", help="Add GAP's 2-body term (squared exponential on distances): "
+                                     "\"cutoff=5 delta=1 theta=0.5 n_sparse=30\" (Å, eV); "
+                                     "--twobody alone uses these defaults.")
 @click.option("--n-sparse", type=click.IntRange(1), default=None,
               help="GAP sparse points over all species [default: 2000].")
 @click.option("--sigma-energy", type=click.FloatRange(0), default=None,
@@ -43,8 +47,8 @@ from mlptools.cli import _common as c
 @c.min_distance_option()
 @c.output(hdf5=True, help="Model file (HDF5, written atomically).")
 @c.verbosity_options
-def fit(train, valid, kind, soap_spec, hypers_spec, n_sparse, sigma_energy, sigma_force,
-        sigma_virial, e0, baseline, max_memory, fmt, seed, min_distance, output):
+def fit(train, valid, kind, soap_spec, hypers_spec, twobody_spec, n_sparse, sigma_energy,
+        sigma_force, sigma_virial, e0, baseline, max_memory, fmt, seed, min_distance, output):
     """Fit a potential to energies (eV), forces (eV/Å) and stresses.
 
     Reads labelled structures (extxyz, '-' = stdin, an mlptools structure database, or any
@@ -76,6 +80,10 @@ def fit(train, valid, kind, soap_spec, hypers_spec, n_sparse, sigma_energy, sigm
             if key == "n_sparse" and kind != "gap":
                 raise ParameterError("--n-sparse applies to --model gap only")
             data[key] = value
+    if twobody_spec is not None:
+        if kind != "gap":
+            raise ParameterError("--twobody applies to --model gap only")
+        data["twobody"] = twobody_spec
     if soap_spec is not None:
         from mlptools.models.gap import soap_from_spec
 

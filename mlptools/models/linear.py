@@ -244,7 +244,7 @@ def fit_linear(frames, hypers=None, *, rng=None, quadratic=False):
         qr.add(np.sqrt(hypers.ridge) * np.eye(M), np.zeros(M))
     for batch in training.batches(frames, hypers.batch_atoms):
         ds = soap_power_spectrum([a for _, a in batch], soap, gradients=use_f, strain=use_s)
-        A, b = training.design_rows(batch, targets, ds, fe, M)
+        A, b = training.design_rows(batch, targets, [(ds, fe, slice(0, M))], M)
         qr.add(A, b)
     w, _ = qr.solve("raise hyper 'ridge'")
     log.info("%s: %d rows x %d columns solved in %.1f s", "quadratic" if quadratic else "linear",

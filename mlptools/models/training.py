@@ -213,17 +213,18 @@ def scatter_rows(index, n_out):
     return csr_matrix((np.ones(g), (index, np.arange(g))), shape=(n_out, g))
 
 
-def design_rows(batch, targets, ds, local, n_cols, *, grad_chunk=4096):
+def design_rows(batch, targets, terms, n_cols, *, grad_chunk=4096):
     """Weighted design rows and targets of one batch of frames.
 
     Parameters
     ----------
     batch : list of (frame index, ase.Atoms)
     targets : list of FrameTargets (global, indexed by frame index)
-    ds : DescriptorSet of the batch (with gradients and strain when forces / stress are used)
-    local : object with ``energy_cols(ds) -> (n_rows, M)`` (e_im) and
-        ``grad_cols(ds, dX_gcf, rows_g) -> (n_g, C, M)``: Σ_f ∂e_im/∂X_f · dX[g, c, f] for any
-        C (3 for positions, 6 for strain components).
+    terms : list of (ds, local, cols): a DescriptorSet of the batch (with gradients and strain
+        when forces / stress are used), an object with ``energy_cols(ds) -> (n_rows, m)``
+        (e_im) and ``grad_cols(ds, dX_gcf, rows_g) -> (n_g, C, m)`` (Σ_f ∂e_im/∂X_f ·
+        dX[g, c, f] for any C: 3 for positions, 6 for strain components), and the slice of
+        the M columns the term fills.
     n_cols : int, M
 
     Returns
@@ -233,41 +234,43 @@ def design_rows(batch, targets, ds, local, n_cols, *, grad_chunk=4096):
     A_parts, b_parts = [], []
     tg = [targets[k] for k, _ in batch]
     n_s = len(batch)
-    e_cols = local.energy_cols(ds)
-    S_struct = scatter_rows(ds.structure_index, n_s)
-    A_E = S_struct @ e_cols
-    sel = [s for s in range(n_s) if tg[s] is not None and tg[s].energy is not None]
-    if sel:
-        sig = np.array([tg[s].sigma[0] for s in sel])
-        A_parts.append(A_E[sel] / sig[:, None])
-        b_parts.append(np.array([tg[s].energy for s in sel]) / sig)
-    # forces: frames with force targets only
+    e_rows = [s for s in range(n_s) if tg[s] is not None and tg[s].energy is not None]
     f_frames = [s for s in range(n_s) if tg[s] is not None and tg[s].forces is not None]
-    if f_frames and ds.grad_values is not None:
-        n_atoms = np.array([len(a) for _, a in batch])
-        offset = np.concatenate([[0], np.cumsum(n_atoms)])
-        n_tot = int(offset[-1])
-        A_F = np.zeros((n_tot, 3 * n_cols))
-        samples = ds.grad_samples
-        target_row = offset[samples[:, 1]] + samples[:, 2]
-        for g0 in range(0, samples.shape[0], grad_chunk):
-            g1 = min(samples.shape[0], g0 + grad_chunk)
-            T = local.grad_cols(ds, ds.grad_values[g0:g1], samples[g0:g1, 0])
-            A_F -= scatter_rows(target_row[g0:g1], n_tot) @ T.reshape(g1 - g0, 3 * n_cols)
-        A_F = A_F.reshape(n_tot, 3, n_cols)
-        for s in f_frames:
-            rows = A_F[offset[s]:offset[s + 1]].reshape(-1, n_cols)
-            A_parts.append(rows / tg[s].sigma[1])
-            b_parts.append(tg[s].forces.reshape(-1) / tg[s].sigma[1])
     v_frames = [s for s in range(n_s) if tg[s] is not None and tg[s].de is not None]
-    if v_frames and ds.strain_grad is not None:
-        dXs = voigt(np.moveaxis(ds.strain_grad, -1, 1))          # (n_rows, F, 6)
-        dXs = np.ascontiguousarray(np.moveaxis(dXs, -1, 1))       # (n_rows, 6, F)
-        T = local.grad_cols(ds, dXs, np.arange(ds.n_rows))
-        A_V = (S_struct @ T.reshape(ds.n_rows, 6 * n_cols)).reshape(n_s, 6, n_cols)
-        for s in v_frames:
-            A_parts.append(A_V[s] / tg[s].sigma[2])
-            b_parts.append(tg[s].de / tg[s].sigma[2])
+    n_atoms = np.array([len(a) for _, a in batch])
+    offset = np.concatenate([[0], np.cumsum(n_atoms)])
+    n_tot = int(offset[-1])
+    A_E = np.zeros((n_s, n_cols))
+    A_F = np.zeros((n_tot, 3, n_cols)) if f_frames else None
+    A_V = np.zeros((n_s, 6, n_cols)) if v_frames else None
+    for ds, local, cols in terms:
+        m = cols.stop - cols.start
+        S_struct = scatter_rows(ds.structure_index, n_s)
+        A_E[:, cols] = S_struct @ local.energy_cols(ds)
+        if f_frames and ds.grad_values is not None:
+            samples = ds.grad_samples
+            target_row = offset[samples[:, 1]] + samples[:, 2]
+            part = np.zeros((n_tot, 3 * m))
+            for g0 in range(0, samples.shape[0], grad_chunk):
+                g1 = min(samples.shape[0], g0 + grad_chunk)
+                T = local.grad_cols(ds, ds.grad_values[g0:g1], samples[g0:g1, 0])
+                part -= scatter_rows(target_row[g0:g1], n_tot) @ T.reshape(g1 - g0, 3 * m)
+            A_F[:, :, cols] = part.reshape(n_tot, 3, m)
+        if v_frames and ds.strain_grad is not None:
+            dXs = voigt(np.moveaxis(ds.strain_grad, -1, 1))          # (n_rows, F, 6)
+            dXs = np.ascontiguousarray(np.moveaxis(dXs, -1, 1))       # (n_rows, 6, F)
+            T = local.grad_cols(ds, dXs, np.arange(ds.n_rows))
+            A_V[:, :, cols] = (S_struct @ T.reshape(ds.n_rows, 6 * m)).reshape(n_s, 6, m)
+    if e_rows:
+        sig = np.array([tg[s].sigma[0] for s in e_rows])
+        A_parts.append(A_E[e_rows] / sig[:, None])
+        b_parts.append(np.array([tg[s].energy for s in e_rows]) / sig)
+    for s in f_frames:
+        A_parts.append(A_F[offset[s]:offset[s + 1]].reshape(-1, n_cols) / tg[s].sigma[1])
+        b_parts.append(tg[s].forces.reshape(-1) / tg[s].sigma[1])
+    for s in v_frames:
+        A_parts.append(A_V[s] / tg[s].sigma[2])
+        b_parts.append(tg[s].de / tg[s].sigma[2])
     if not A_parts:
         return np.zeros((0, n_cols)), np.zeros(0)
     return np.vstack(A_parts), np.concatenate(b_parts)
