@@ -120,10 +120,11 @@ def test_rotation_translation_invariance(fitted, kind, rng):
     np.testing.assert_allclose(got["energies"], ref["energies"], atol=1e-9)
 
 
-# tolerances: SW is a 3-body potential that these models can represent closely; measured
-# held-out errors (GAP ~1.5 meV/atom, ~0.1 eV/Å; linear/quadratic below that) with 2x margin
-TOLERANCE = {"gap": (4.0, 0.2), "gap+2b": (4.0, 0.2), "linear": (2.0, 0.12),
-             "quadratic": (2.0, 0.12)}
+# SW is a 3-body potential that these models can represent closely. Measured held-out errors
+# (energy RMSE meV/atom, force RMSE / force RMS of the frames ~2.5 eV/Å): GAP 2.1, 0.032; GAP+2b
+# 1.3, 0.022; linear 0.41, 0.0084; quadratic 0.48, 0.0079. Bounds: about twice those.
+TOLERANCE = {"gap": (4.0, 0.065), "gap+2b": (2.6, 0.045), "linear": (1.0, 0.02),
+             "quadratic": (1.0, 0.02)}
 
 
 @pytest.mark.parametrize("kind", list(HYPERS))
@@ -133,7 +134,7 @@ def test_reproduces_stillinger_weber_on_held_out_frames(fitted, data, kind):
     force_rms = np.sqrt(np.mean(np.concatenate([a.get_forces().ravel() for a in valid]) ** 2))
     e_tol, f_tol = TOLERANCE[kind]
     assert row.energy_rmse < e_tol, row
-    assert row.forces_rmse < f_tol * force_rms / 1.0, (row, force_rms)
+    assert row.forces_rmse < f_tol * force_rms, (row, force_rms)
     assert row.n_frames == len(valid)
 
 
