@@ -17,6 +17,9 @@ from mlptools.cli import _common as c
 @click.option("--soap", "soap_spec", metavar="HYPERS", default=None,
               help="SOAP hypers, e.g. \"cutoff=5 n_max=8 l_max=6 sigma=0.5\" (Å) [default: "
                    "cutoff 5, width 1, n_max 8, l_max 6, sigma 0.5; normalised for gap].")
+@click.option("--descriptors", "descriptors_path", type=click.Path(dir_okay=False), default=None,
+              help="Precomputed SOAP of TRAIN from 'mlptools describe --soap ... --gradients' "
+                   "(same frames in the same order); its hypers replace --soap.")
 @click.option("--hypers", "hypers_spec", metavar="HYPERS", default="",
               help="Other model hypers as key=value: gap: zeta, delta (eV), sparse_method "
                    "(cur|fps), jitter; linear/quadratic: ridge, n_components; all: "
@@ -47,7 +50,7 @@ from mlptools.cli import _common as c
 @c.min_distance_option()
 @c.output(hdf5=True, help="Model file (HDF5, written atomically).")
 @c.verbosity_options
-def fit(train, valid, kind, soap_spec, hypers_spec, twobody_spec, n_sparse, sigma_energy,
+def fit(train, valid, kind, soap_spec, descriptors_path, hypers_spec, twobody_spec, n_sparse, sigma_energy,
         sigma_force, sigma_virial, e0, baseline, max_memory, fmt, seed, min_distance, output):
     """Fit a potential to energies (eV), forces (eV/Å) and stresses.
 
@@ -84,7 +87,13 @@ def fit(train, valid, kind, soap_spec, hypers_spec, twobody_spec, n_sparse, sigm
         if kind != "gap":
             raise ParameterError("--twobody applies to --model gap only")
         data["twobody"] = twobody_spec
-    if soap_spec is not None:
+    descriptors = None
+    if descriptors_path is not None:
+        from mlptools.io.descriptors import read_descriptors
+
+        descriptors = read_descriptors(descriptors_path, kinds=("soap",))["soap"]
+        data["soap"] = dict(descriptors.hypers)
+    elif soap_spec is not None:
         from mlptools.models.gap import soap_from_spec
 
         data["soap"] = soap_from_spec(soap_spec, cls().soap)
@@ -123,8 +132,14 @@ def fit(train, valid, kind, soap_spec, hypers_spec, twobody_spec, n_sparse, sigm
 
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
-        result = wf.fit_model(kind, train_frames, hypers, rng=c.make_rng(seed or 0),
-                              valid=valid_frames, valid_name=valid_name)
+        try:
+            result = wf.fit_model(kind, train_frames, hypers, rng=c.make_rng(seed or 0),
+                                  valid=valid_frames, valid_name=valid_name,
+                                  descriptors=descriptors)
+        except InputError as exc:
+            if descriptors is None or not str(exc).startswith("descriptors:"):
+                raise
+            raise InputError(f"{descriptors_path}{str(exc)[len('descriptors'):]}") from None
         save_model(output, result.model, provenance=c.provenance(list(train) + list(valid)))
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -169,6 +169,16 @@ class GapHypers(FitCommon):
                                  "kernel)")
 
 
+def _int_power(x, n):
+    """x**n for an integer n >= 0 by repeated multiplication (much faster than np.power)."""
+    if n == 0:
+        return np.ones_like(x)
+    out = x.copy()
+    for _ in range(n - 1):
+        out *= x
+    return out
+
+
 class _SoapKernel:
     """δ² (x·x_m)^ζ [Z = Z_m] and its feature derivative, one batch of rows at a time."""
 
@@ -181,7 +191,7 @@ class _SoapKernel:
         if self._key is ds:
             return
         dot = ds.features @ self.Xs.T
-        kp = dot ** (self.zeta - 1) if self.zeta > 1 else np.ones_like(dot)
+        kp = _int_power(dot, self.zeta - 1)
         if not self.one_species:
             kp *= ds.center_species[:, None] == self.zs[None, :]
         self._k = self.d2 * kp * dot
@@ -238,7 +248,7 @@ class GapModel(Model):
         ds = self.descriptors(atoms, forces=forces or uncertainty, stress=stress)
         X = ds.features
         dot = X @ self.sparse_features.T
-        kp = dot ** (self.zeta - 1)
+        kp = _int_power(dot, self.zeta - 1)
         if len(self.species) > 1:
             kp *= ds.center_species[:, None] == self.sparse_species[None, :]
         d2 = self.delta ** 2
@@ -384,7 +394,7 @@ def training_species(frames):
     return species
 
 
-def fit_gap(frames, hypers=None, *, rng):
+def fit_gap(frames, hypers=None, *, rng, descriptors=None):
     """Fit a GAP to the labelled ``frames``.
 
     Parameters
@@ -393,6 +403,9 @@ def fit_gap(frames, hypers=None, *, rng):
         stress eV/Å³) and optional ``info["config_type"]``, ``info["weight"]``
     hypers : GapHypers, dict or spec string (defaults: :class:`GapHypers`)
     rng : numpy.random.Generator (sparse point choice)
+    descriptors : DescriptorSet, optional
+        Precomputed SOAP of ``frames`` (``mlptools describe``, same hypers, with position and,
+        when stresses are fitted, strain gradients) used instead of computing it.
 
     Returns
     -------
@@ -417,7 +430,11 @@ def fit_gap(frames, hypers=None, *, rng):
     use_f, use_s = hypers.sigma_force > 0, hypers.sigma_virial > 0
 
     t0 = time.perf_counter()
-    ds_all = soap_power_spectrum(frames, soap)
+    if descriptors is not None:
+        training.check_descriptors(descriptors, frames, soap, gradients=use_f, strain=use_s)
+        ds_all = descriptors
+    else:
+        ds_all = soap_power_spectrum(frames, soap)
     X, Z = ds_all.features, ds_all.center_species
     counts = {z: int(np.count_nonzero(Z == z)) for z in species}
     chosen = []
@@ -459,8 +476,8 @@ def fit_gap(frames, hypers=None, *, rng):
     for batch in training.batches(frames, hypers.batch_atoms):
         t1 = time.perf_counter()
         sub = [a for _, a in batch]
-        terms = [(soap_power_spectrum(sub, soap, gradients=use_f, strain=use_s), kernel,
-                  slices[0])]
+        terms = [(training.batch_descriptors(batch, soap, descriptors, gradients=use_f,
+                                             strain=use_s), kernel, slices[0])]
         for term, cols in zip(pair_terms, slices[1:], strict=True):
             terms.append((term.descriptors(sub, gradients=use_f, strain=use_s), term, cols))
         A, b = training.design_rows(batch, targets, terms, n_cols)

@@ -199,7 +199,7 @@ class LinearModel(Model):
                    projection=group["projection"][()], **common)
 
 
-def fit_linear(frames, hypers=None, *, rng=None, quadratic=False):
+def fit_linear(frames, hypers=None, *, rng=None, quadratic=False, descriptors=None):
     """Fit a linear (or, with ``quadratic``, quadratic) ridge model on SOAP to labelled frames.
 
     Parameters
@@ -208,6 +208,7 @@ def fit_linear(frames, hypers=None, *, rng=None, quadratic=False):
     hypers : LinearHypers, dict or spec string
     rng : unused (deterministic); accepted for a uniform signature
     quadratic : bool, add the products of the ``n_components`` leading principal components
+    descriptors : DescriptorSet, optional, precomputed SOAP (as for ``fit_gap``)
 
     Returns
     -------
@@ -226,7 +227,11 @@ def fit_linear(frames, hypers=None, *, rng=None, quadratic=False):
     use_f, use_s = hypers.sigma_force > 0, hypers.sigma_virial > 0
 
     t0 = time.perf_counter()
-    X = soap_power_spectrum(frames, soap).features
+    if descriptors is not None:
+        training.check_descriptors(descriptors, frames, soap, gradients=use_f, strain=use_s)
+        X = descriptors.features
+    else:
+        X = soap_power_spectrum(frames, soap).features
     mean = X.mean(axis=0)
     scale = X.std(axis=0)
     scale = np.where(scale > 1e-8 * max(scale.max(), 1e-300), scale, 1.0)
@@ -243,7 +248,7 @@ def fit_linear(frames, hypers=None, *, rng=None, quadratic=False):
     if hypers.ridge > 0:
         qr.add(np.sqrt(hypers.ridge) * np.eye(M), np.zeros(M))
     for batch in training.batches(frames, hypers.batch_atoms):
-        ds = soap_power_spectrum([a for _, a in batch], soap, gradients=use_f, strain=use_s)
+        ds = training.batch_descriptors(batch, soap, descriptors, gradients=use_f, strain=use_s)
         A, b = training.design_rows(batch, targets, [(ds, fe, slice(0, M))], M)
         qr.add(A, b)
     w, _ = qr.solve("raise hyper 'ridge'")

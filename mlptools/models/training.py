@@ -192,6 +192,15 @@ def check_forces_present(frames, where):
                              "or --sigma-force 0 to fit energies only)")
 
 
+def batch_descriptors(batch, soap, descriptors, *, gradients, strain):
+    """SOAP of one batch: sliced from precomputed ``descriptors``, or computed."""
+    from mlptools.descriptors.soap import soap_power_spectrum
+
+    if descriptors is not None:
+        return subset_structures(descriptors, batch[0][0], batch[-1][0] + 1)
+    return soap_power_spectrum([a for _, a in batch], soap, gradients=gradients, strain=strain)
+
+
 def batches(frames, max_atoms):
     """Lists of consecutive (index, frame) with at most ``max_atoms`` atoms (or one frame)."""
     batch, count = [], 0
@@ -203,6 +212,47 @@ def batches(frames, max_atoms):
         count += len(atoms)
     if batch:
         yield batch
+
+
+def subset_structures(ds, s0, s1):
+    """The rows of structures s0 .. s1−1 of a DescriptorSet, renumbered from 0 (a batch)."""
+    from mlptools.descriptors.descriptor_set import DescriptorSet
+
+    r0, r1 = np.searchsorted(ds.structure_index, [s0, s1])
+    out = DescriptorSet(kind=ds.kind, hypers=ds.hypers, features=ds.features[r0:r1],
+                        structure_index=ds.structure_index[r0:r1] - s0,
+                        center_index=ds.center_index[r0:r1],
+                        center_species=ds.center_species[r0:r1], n_structures=s1 - s0,
+                        feature_names=ds.feature_names)
+    if ds.grad_values is not None:
+        g0, g1 = np.searchsorted(ds.grad_samples[:, 0], [r0, r1])
+        samples = ds.grad_samples[g0:g1].copy()
+        samples[:, 0] -= r0
+        samples[:, 1] -= s0
+        out.grad_values, out.grad_samples = ds.grad_values[g0:g1], samples
+    if ds.strain_grad is not None:
+        out.strain_grad = ds.strain_grad[r0:r1]
+    return out
+
+
+def check_descriptors(ds, frames, soap, *, gradients, strain, name="descriptors"):
+    """Raise InputError unless ``ds`` is the SOAP of ``frames`` with ``soap`` hypers."""
+    want = soap.to_dict()
+    if ds.kind != "soap" or ds.hypers != want:
+        raise InputError(f"{name}: SOAP hypers {ds.hypers} differ from the fit's {want}")
+    sizes = np.bincount(ds.structure_index, minlength=ds.n_structures)
+    if ds.n_structures != len(frames) or any(int(n) != len(a) for n, a in zip(sizes, frames,
+                                                                              strict=True)):
+        raise InputError(f"{name}: {ds.n_structures} structures that do not match the "
+                         f"{len(frames)} training frames (atom counts differ)")
+    if gradients and ds.grad_values is None:
+        raise InputError(f"{name}: no position gradients (describe --gradients), needed for "
+                         "forces")
+    if strain and ds.strain_grad is None:
+        raise InputError(f"{name}: no strain gradients (describe --gradients "
+                         "positions+strain), needed for stresses")
+    if np.any(np.diff(ds.structure_index) < 0):
+        raise InputError(f"{name}: rows are not in structure order")
 
 
 def scatter_rows(index, n_out):
@@ -282,13 +332,14 @@ def contract_gradients(ds, v_nf, n_atoms, *, stress=True):
     dE/dr_a = Σ_g dX_g · v_{row(g)},   dE/dε = Σ_i dX_i/dε · v_i.
     """
     samples = ds.grad_samples
-    per_g = np.einsum("gcf,gf->gc", ds.grad_values, v_nf[samples[:, 0]], optimize=True)
+    # plain einsum: its fused loop beats optimize=True (a batched matmul with copies) here
+    per_g = np.einsum("gcf,gf->gc", ds.grad_values, v_nf[samples[:, 0]])
     dE_dr = np.zeros((n_atoms, 3))
     for c in range(3):
         dE_dr[:, c] = np.bincount(samples[:, 2], weights=per_g[:, c], minlength=n_atoms)
     dE_de = None
     if stress and ds.strain_grad is not None:
-        dE_de = np.einsum("nabf,nf->ab", ds.strain_grad, v_nf, optimize=True)
+        dE_de = np.einsum("nabf,nf->ab", ds.strain_grad, v_nf)
     return dE_dr, dE_de
 
 

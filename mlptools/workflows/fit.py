@@ -28,14 +28,15 @@ def hypers_class(kind):
             "quadratic": linear.LinearHypers}[kind]
 
 
-def fit(kind, frames, hypers, *, rng):
+def fit(kind, frames, hypers, *, rng, descriptors=None):
     """Fit one kind: :func:`mlptools.models.gap.fit_gap` or :func:`~.linear.fit_linear`."""
     from mlptools.models import gap, linear
 
     if kind == "gap":
-        return gap.fit_gap(frames, hypers, rng=rng)
+        return gap.fit_gap(frames, hypers, rng=rng, descriptors=descriptors)
     if kind in ("linear", "quadratic"):
-        return linear.fit_linear(frames, hypers, rng=rng, quadratic=kind == "quadratic")
+        return linear.fit_linear(frames, hypers, rng=rng, quadratic=kind == "quadratic",
+                                 descriptors=descriptors)
     raise ParameterError(f"unknown model kind {kind!r} (use {', '.join(KINDS)})")
 
 
@@ -47,17 +48,7 @@ def prediction_errors(model, frames, *, uncertainty=False):
     return compute_errors(frames, preds), preds
 
 
-def check_valid_species(model, frames, name):
-    from mlptools.models.base import species_symbols
-
-    for k, atoms in enumerate(frames):
-        extra = sorted(set(int(z) for z in atoms.numbers) - set(model.species))
-        if extra:
-            raise InputError(f"{name}: frame {k}: species {species_symbols(extra)} not in the "
-                             f"training data ({species_symbols(model.species)})")
-
-
-def fit_model(kind, train, hypers, *, rng, valid=None, valid_name="valid"):
+def fit_model(kind, train, hypers, *, rng, valid=None, valid_name="valid", descriptors=None):
     """Fit, then fill ``model.training_errors`` (and GAP's force-uncertainty scale).
 
     Parameters
@@ -66,6 +57,7 @@ def fit_model(kind, train, hypers, *, rng, valid=None, valid_name="valid"):
     train, valid : lists of labelled ase.Atoms (valid optional)
     hypers : the kind's hypers (dataclass, dict or spec string)
     rng : numpy.random.Generator
+    descriptors : DescriptorSet, optional, precomputed SOAP of ``train`` (see ``fit_gap``)
 
     Returns
     -------
@@ -84,7 +76,7 @@ def fit_model(kind, train, hypers, *, rng, valid=None, valid_name="valid"):
                                  f"not in the training data "
                                  f"({species_symbols(sorted(train_species))})")
     t0 = time.perf_counter()
-    model = fit(kind, train, hypers, rng=rng)
+    model = fit(kind, train, hypers, rng=rng, descriptors=descriptors)
     seconds = time.perf_counter() - t0
     log.info("%s: fitted in %.1f s", kind, seconds)
     is_gap = isinstance(model, gap.GapModel)
