@@ -50,8 +50,9 @@ from mlptools.cli import _common as c
 @c.min_distance_option()
 @c.output(hdf5=True, help="Model file (HDF5, written atomically).")
 @c.verbosity_options
-def fit(train, valid, kind, soap_spec, descriptors_path, hypers_spec, twobody_spec, n_sparse, sigma_energy,
-        sigma_force, sigma_virial, e0, baseline, max_memory, fmt, seed, min_distance, output):
+def fit(train, valid, kind, soap_spec, descriptors_path, hypers_spec, twobody_spec, n_sparse,
+        sigma_energy, sigma_force, sigma_virial, e0, baseline, max_memory, fmt, seed,
+        min_distance, output):
     """Fit a potential to energies (eV), forces (eV/Å) and stresses.
 
     Reads labelled structures (extxyz, '-' = stdin, an mlptools structure database, or any
