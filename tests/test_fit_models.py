@@ -316,3 +316,17 @@ def test_hypers_round_trip_and_unknown_key():
     assert LinearHypers.from_string("ridge=1e-3 n_components=5").n_components == 5
     with pytest.raises(ParameterError, match="did you mean 'n_sparse'"):
         GapHypers.from_dict({"n_spars": 10})
+
+
+def test_model_spec_calculator_with_uncertainty(fitted, tmp_path, rng):
+    from mlptools.calculators import calculator_from_argument, make_calculator
+
+    path = tmp_path / "gap.h5"
+    save_model(path, fitted["gap"].model)
+    calc = make_calculator(f"model:{path} uncertainty=true")
+    atoms = _probe(rng)
+    atoms.calc = calc
+    atoms.get_potential_energy()
+    assert keys.ENERGY_UNCERTAINTY in calc.results
+    assert calc.get_property(keys.FORCES_UNCERTAINTY, atoms).shape == (len(atoms),)
+    assert calculator_from_argument(str(path)).species == (14,)
