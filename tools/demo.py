@@ -33,6 +33,9 @@ def stages():
         ("describe", ["describe", "si-sw.test.xyz", "--soap", "cutoff=5 n_max=8 l_max=6 sigma=0.5",
                       "--gradients", "-o", "si-sw.test.soap.h5"], "describe"),
         ("info-desc", ["info", "si-sw.test.soap.h5"], "info"),
+        ("fit", ["fit", "si-sw.xyz", "--valid", "si-sw.test.xyz", "--model", "gap",
+                 "--n-sparse", "500", "--seed", "1", "-o", "si-gap.h5"], "fit"),
+        ("info-model", ["info", "si-gap.h5"], "info"),
     ]
 
 
