@@ -154,3 +154,47 @@ def test_help(cli):
         assert text in result.stdout
     assert len(validate.get_short_help_str(limit=200)) <= 45
     assert isinstance(validate, click.Command)
+
+
+def test_structure_file_as_crystal(cli, tmp_path):
+    from ase.build import bulk
+    from ase.io import write
+
+    path = tmp_path / "cu.xyz"
+    write(path, bulk("Cu", "fcc", 3.7, cubic=True), format="extxyz")
+    out = tmp_path / "v.json"
+    result = _run(cli, ["emt", "--properties", "eos", "--structure", str(path), "--json",
+                        str(out)])
+    assert result.exit_code == 0, result.output
+    values = json.loads(out.read_text())["properties"]["model"]["values"]
+    from mlptools.calculators import make_calculator
+
+    by_lattice = P.compute_properties(make_calculator("emt"), P.starting_structure("Cu", "fcc")[0],
+                                      properties="eos")
+    assert values["a"] == pytest.approx(by_lattice.values["a"], rel=1e-5)
+    assert values["B"] == pytest.approx(by_lattice.values["B"], rel=1e-3)
+
+
+def test_shared_data_error_table(cli, shared_data, tmp_path):
+    """SW against the mlearn DFT Si test set: counts per config type, RMSE = NumPy."""
+    import numpy as np
+
+    from mlptools.calculators import make_calculator
+
+    data = shared_data / "mlearn" / "Si" / "test.xyz"
+    out = tmp_path / "v.json"
+    result = _run(cli, ["sw", str(data), "--require", "energy,forces", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = {r["config_type"]: r for r in json.loads(out.read_text())["errors"]["rows"]}
+    frames = list(iter_frames([str(data)]))
+    assert rows["overall"]["n_frames"] == len(frames)
+    assert set(rows) == {a.info["config_type"] for a in frames} | {"overall"}
+    calc = make_calculator("sw")
+    diffs = []
+    for atoms in frames:
+        ref = atoms.calc.results["forces"]
+        work = atoms.copy()
+        work.calc = calc
+        diffs.append(work.get_forces() - ref)
+    rmse = float(np.sqrt(np.mean(np.concatenate(diffs) ** 2)))
+    assert rows["overall"]["forces_rmse"] == pytest.approx(rmse, rel=1e-10)

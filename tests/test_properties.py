@@ -350,3 +350,19 @@ def test_tasks_are_shared_between_ranks():
     assert set(box[0]) == {0, 2, 4} and set(box[1]) == {1, 3}
     for rank in range(2):
         assert results[rank].values == pytest.approx(serial.values, rel=1e-9, abs=1e-9)
+
+
+def test_full_elastic_matrix_of_a_hexagonal_crystal():
+    # hcp (EMT Cu): C obeys hexagonal symmetry: C22 = C11,
+    # C23 = C13, C55 = C44 and C66 = (C11 − C12)/2 (transverse isotropy), the rest zero
+    calc = make_calculator("emt")
+    conv, prim = P.starting_structure("Cu", "hcp", a=2.55)
+    props = P.compute_properties(calc, conv, prim, "elastic")
+    v = props.values
+    assert "c" in v and "b" not in v
+    assert v["C22"] == pytest.approx(v["C11"], abs=0.05)
+    assert v["C23"] == pytest.approx(v["C13"], abs=0.05)
+    assert v["C55"] == pytest.approx(v["C44"], abs=0.05)
+    assert v["C66"] == pytest.approx((v["C11"] - v["C12"]) / 2, abs=0.05)
+    c = np.asarray(props.details["elastic"]["C"])
+    assert np.abs(c[:3, 3:]).max() < 0.05

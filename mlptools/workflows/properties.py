@@ -865,8 +865,9 @@ def compute_properties(calc, conventional, primitive=None, properties=PROPERTIES
     n = len(relaxed)
     lengths = relaxed.cell.lengths()
     values = {"a": float(lengths[0])}
-    if not _is_cubic(relaxed, tol=1e-4):
-        values.update({"b": float(lengths[1]), "c": float(lengths[2])})
+    for key, length in (("b", lengths[1]), ("c", lengths[2])):
+        if abs(length - lengths[0]) > 1e-4 * lengths[0]:
+            values[key] = float(length)
     values["E0"] = float(relaxed.get_potential_energy() / n)
     values["V0"] = float(relaxed.get_volume() / n)
     details = {"structure": {"symbols": str(relaxed.symbols), "cell": relaxed.cell.array.tolist(),
