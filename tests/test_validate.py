@@ -148,3 +148,13 @@ def test_thresholds(frames):
             PropertyRow("a", "lattice constant a", "Å", 5.43, 5.431, -0.001, -0.018)]
     assert val.check_thresholds(rows=rows, max_property_error=5) == [
         "C44 off by +6.38 % (> 5 %)"]
+
+
+def test_shift_energies_removes_a_constant_offset(frames):
+    predicted = [val.predict(a, ShiftedEMT(), "f") for a in frames]
+    errors = val.validation_errors(predicted, shift=True)
+    assert errors.energy_offset == pytest.approx(ENERGY_SHIFT)
+    assert errors.report.overall.energy_rmse == pytest.approx(0.0, abs=1e-9)
+    assert errors.report.overall.forces_rmse == pytest.approx(math.sqrt(0.05 / 3))
+    assert predicted[0].calc.results["energy"] == frames[0].calc.results["energy"]
+    assert errors.to_dict()["energy_offset_eV_per_atom"] == pytest.approx(ENERGY_SHIFT)

@@ -46,6 +46,9 @@ def _threshold(name, unit, what):
               help="Write parity plots (energy, forces, stress), E–V and phonon plots (PNG).")
 @click.option("--predictions", type=click.Path(dir_okay=False), metavar="FILE",
               help="Write DATA with the predictions under mlptools_energy/forces/stress (extxyz).")
+@click.option("--shift-energies", is_flag=True,
+              help="Remove the mean energy offset per atom (eV/atom, reported) before the "
+                   "energy errors: for potentials with another energy zero than DATA.")
 @c.require_option()
 @c.min_distance_option()
 @_threshold("--max-energy-rmse", "meV/atom", "the overall energy RMSE")
@@ -56,7 +59,7 @@ def _threshold(name, unit, what):
 @c.verbosity_options
 def validate(model, data, properties, reference, element, lattice, lattice_a, structure,
              phonon_supercell, vacancy_size, fmt, json_path, report_path, plot_dir, predictions,
-             require, min_distance, max_energy_rmse, max_force_rmse, max_stress_rmse,
+             shift_energies, require, min_distance, max_energy_rmse, max_force_rmse, max_stress_rmse,
              max_property_error, seed):
     """Validate a potential: errors on labelled DATA and crystal properties.
 
@@ -128,7 +131,10 @@ def validate(model, data, properties, reference, element, lattice, lattice_a, st
             for index, atoms in enumerate(iter_frames([source], require=require,
                                                       min_distance=min_distance)):
                 frames.append(val.predict(atoms, calc, f"{source}: frame {index}"))
-        errors = val.validation_errors(frames)
+        errors = val.validation_errors(frames, shift=shift_energies)
+        if errors.energy_offset is not None:
+            c.log.warning("energies shifted by %+.4f eV/atom (mean offset of the predictions)",
+                          -errors.energy_offset)
 
     comparison = None
     if properties:

@@ -30,6 +30,7 @@ __all__ = [
     "parity_data",
     "predict",
     "reference_labels",
+    "shift_energies",
     "validation_errors",
 ]
 
@@ -91,6 +92,30 @@ def predict(atoms, calc, where, *, properties=("energy", "forces", "stress")):
     except Exception as exc:  # any calculator failure, reported with the frame
         raise ComputationError(f"{where}: {type(exc).__name__}: {exc}") from None
     return out
+
+
+def shift_energies(frames):
+    """Remove the mean per-atom energy offset of the predictions (in place); returns it.
+
+    Potentials with different energy zeros (an empirical potential against DFT total energies)
+    differ by a constant per atom that swamps the energy RMSE. The offset
+    δ = mean over frames of (E_pred − E_ref)/n (eV/atom) is subtracted from every
+    ``mlptools_energy`` (as δ·n); the references are untouched.
+
+    Returns
+    -------
+    float or None
+        δ in eV/atom (None when no frame has both energies).
+    """
+    pairs = [(a, reference_labels(a)[0], a.info.get(PREDICTED_ENERGY)) for a in frames]
+    pairs = [(a, e_ref, e_pred) for a, e_ref, e_pred in pairs
+             if e_ref is not None and e_pred is not None]
+    if not pairs:
+        return None
+    offset = float(np.mean([(e_pred - e_ref) / len(a) for a, e_ref, e_pred in pairs]))
+    for a, _, e_pred in pairs:
+        a.info[PREDICTED_ENERGY] = e_pred - offset * len(a)
+    return offset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,13 +213,17 @@ class ValidationErrors:
     report : mlptools.metrics.ErrorReport
         RMSE/MAE per config type and overall, with counts.
     forces : list of ForceDetail
+    energy_offset : float or None
+        eV/atom removed from the predictions by :func:`shift_energies` (None: not shifted).
     """
 
     report: object
     forces: list
+    energy_offset: float | None = None
 
     def to_dict(self):
-        return {**self.report.to_dict(), "forces": [f.to_dict() for f in self.forces]}
+        return {**self.report.to_dict(), "forces": [f.to_dict() for f in self.forces],
+                "energy_offset_eV_per_atom": self.energy_offset}
 
     def forces_text(self):
         """A fixed-width table of the per-component and relative force errors."""
@@ -213,10 +242,16 @@ class ValidationErrors:
         return "\n".join(lines) + "\n"
 
 
-def validation_errors(frames):
-    """Error tables of frames carrying reference labels and ``mlptools_*`` predictions."""
+def validation_errors(frames, *, shift=False):
+    """Error tables of frames carrying reference labels and ``mlptools_*`` predictions.
+
+    With ``shift``, the mean per-atom energy offset is removed first (:func:`shift_energies`,
+    which modifies the frames' predicted energies).
+    """
     frames = list(frames)
-    return ValidationErrors(report=compute_errors(frames), forces=force_details(frames))
+    offset = shift_energies(frames) if shift else None
+    return ValidationErrors(report=compute_errors(frames), forces=force_details(frames),
+                            energy_offset=offset)
 
 
 def check_thresholds(errors=None, rows=(), *, max_energy_rmse=None, max_force_rmse=None,
