@@ -59,8 +59,8 @@ def _threshold(name, unit, what):
 @c.verbosity_options
 def validate(model, data, properties, reference, element, lattice, lattice_a, structure,
              phonon_supercell, vacancy_size, fmt, json_path, report_path, plot_dir, predictions,
-             shift_energies, require, min_distance, max_energy_rmse, max_force_rmse, max_stress_rmse,
-             max_property_error, seed):
+             shift_energies, require, min_distance, max_energy_rmse, max_force_rmse,
+             max_stress_rmse, max_property_error, seed):
     """Validate a potential: errors on labelled DATA and crystal properties.
 
     MODEL is a model file or any calculator spec (sw, emt, tersoff, xtb, module.path:Class k=v),
