@@ -103,6 +103,9 @@ def validate(model, data, properties, reference, element, lattice, lattice_a, st
             raise click.UsageError("--properties needs --element and --lattice, or --structure")
         if structure is not None and (element or lattice):
             raise click.UsageError("give either --structure or --element/--lattice, not both")
+    if reference is not None and not properties:
+        c.log.warning("--reference is used for --properties only; the errors on DATA are "
+                      "against its labels")
     comm = _mpi_comm() if properties else None
     rank = comm.Get_rank() if comm is not None else 0
     calc = calculator_from_argument(model)
@@ -262,8 +265,9 @@ def _markdown(result, errors, comparison, plots, base):
         if "vacancy" in s:
             notes.append(f"vacancy: {s['vacancy']['atoms']}-atom supercell, constant volume")
         for label, d in s.get("surface", {}).items():
-            notes.append(f"surface ({label}): {d['atoms']}-atom 1×1 slab, "
-                         f"{d['thickness']:.1f} Å thick, unreconstructed")
+            notes.append(f"surface ({label}): {d['atoms']}-atom slab, {d['thickness']:.1f} Å "
+                         f"thick, face {d['area']:.1f} Å², relaxed from the bulk cut (no "
+                         "reconstruction search)")
         if "phonon" in s:
             n = s["phonon"]["supercell"]
             notes.append(f"phonons: finite displacements in a {n}×{n}×{n} primitive supercell")

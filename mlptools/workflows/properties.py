@@ -500,8 +500,10 @@ def surface_energy(atoms, calc, miller, *, min_thickness=10.0, vacuum=12.0, fmax
 
     The slab is cut from the relaxed crystal; of the distinct planes at which the (hkl) stacking
     can be cut, the one with the lowest unrelaxed energy is taken (for diamond (111): between the
-    widely spaced planes, one bond broken per surface atom). The surface cell is 1×1: no
-    reconstruction (e.g. Si(100) 2×1 dimers) is searched for. Positions are relaxed at fixed cell,
+    widely spaced planes, one bond broken per surface atom). The in-plane cell is the one
+    ``ase.build.surface`` gives for the conventional cell (2 atoms per layer for diamond (100),
+    4 for (111)); no reconstruction is searched for beyond what a local relaxation in that cell
+    finds (Si(100) 2×1 dimers need an activated path). Positions are relaxed at fixed cell,
     from the cut and after a seeded rattle of ``rattle`` Å, keeping the lower energy.
 
     Parameters
@@ -513,7 +515,8 @@ def surface_energy(atoms, calc, miller, *, min_thickness=10.0, vacuum=12.0, fmax
     Returns
     -------
     dict
-        ``gamma`` and ``gamma_unrelaxed`` (J/m²), ``atoms``, ``thickness`` (Å), ``converged``.
+        ``gamma`` and ``gamma_unrelaxed`` (J/m²), ``atoms``, ``thickness`` (Å), ``area`` (Å², of
+        one face), ``converged``.
     """
     e_bulk = _with_calc(atoms, calc).get_potential_energy() / len(atoms)
     oriented, normal = _oriented_cell(atoms, tuple(int(i) for i in miller), min_thickness)
@@ -547,7 +550,7 @@ def surface_energy(atoms, calc, miller, *, min_thickness=10.0, vacuum=12.0, fmax
         return float((e - n * e_bulk) / (2 * area) * EV_PER_A2_TO_J_PER_M2)
 
     return {"gamma": gamma(slab.get_potential_energy()), "gamma_unrelaxed": gamma(e_unrelaxed),
-            "atoms": n, "thickness": spacing, "converged": bool(converged)}
+            "atoms": n, "thickness": spacing, "area": float(area), "converged": bool(converged)}
 
 
 # ---------------------------------------------------------------------------------------------
