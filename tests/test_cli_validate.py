@@ -78,6 +78,10 @@ def test_published_reference_values_and_failed_check(cli, tmp_path):
     result = _run(cli, args + ["--max-property-error", "10"])
     assert result.exit_code == 3
     assert result.stderr.splitlines() == ["Error: check failed: C44 off by +22.38 % (> 10 %)"]
+    # the same with per-property limits: C44 allowed 25 %, C11 (−5.9 %) only 5 %
+    result = _run(cli, args + ["--max-error", "C44=25", "--max-error", "C11=5"])
+    assert result.exit_code == 3
+    assert result.stderr.splitlines() == ["Error: check failed: C11 off by -5.85 % (> 5 %)"]
     assert out.exists()  # a failed check still writes its outputs
     rows = {r["key"]: r for r in json.loads(out.read_text())["properties"]["rows"]}
     assert rows["C44"]["reference"] == 56.4
@@ -111,6 +115,9 @@ def test_properties_equal_library_call(cli, tmp_path):
       "{tmp}/missing.json"], "Error: {tmp}/missing.json: no such file"),
     (["emt", "{bad}/nan_forces.xyz"], "Error: {bad}/nan_forces.xyz: frame 0: forces contain NaN "
                                       "or inf"),
+    (["emt", "{cu}", "--max-error", "C45x=3"],
+     "Error: unknown property 'C45x' (known: a, b, c, E0, V0, B, B', "
+     "E_vac, C11, C12, C44, C44_0, gamma_111, nu_X_1, ...)"),
     (["nosuchmodel", "{cu}"], "Error: unknown calculator 'nosuchmodel' (known: emt, lj, sw, "
                               "tersoff, xtb, xtb:gfn1, xtb:gfn2, model:FILE, or "
                               "module.path:ClassName key=value ...)"),
@@ -141,6 +148,7 @@ def test_bad_reference_json(cli, tmp_path):
 @pytest.mark.parametrize("args, message", [
     ([], "give DATA files and/or --properties"),
     (["--properties", "eos"], "--properties needs --element and --lattice, or --structure"),
+    (["--max-error", "C44"], "expected PROPERTY=PERCENT (e.g. a=0.5, C44=5), got 'C44'"),
 ])
 def test_usage_errors(cli, args, message):
     result = _run(cli, ["sw", *args])

@@ -158,3 +158,15 @@ def test_shift_energies_removes_a_constant_offset(frames):
     assert errors.report.overall.forces_rmse == pytest.approx(math.sqrt(0.05 / 3))
     assert predicted[0].calc.results["energy"] == frames[0].calc.results["energy"]
     assert errors.to_dict()["energy_offset_eV_per_atom"] == pytest.approx(ENERGY_SHIFT)
+
+
+def test_per_property_thresholds():
+    rows = [PropertyRow("C44", "elastic constant C44", "GPa", 60.0, 56.4, 3.6, 6.38),
+            PropertyRow("a", "lattice constant a", "Å", 5.44, 5.431, 0.009, 0.166),
+            PropertyRow("B", "bulk modulus", "GPa", 99.0, None, None, None)]
+    assert val.check_thresholds(rows=rows, max_errors={"a": 0.5, "C44": 10}) == []
+    assert val.check_thresholds(rows=rows, max_property_error=10, max_errors={"a": 0.1}) == [
+        "a off by +0.17 % (> 0.1 %)"]
+    assert val.check_thresholds(rows=rows, max_errors={"B": 5, "E_vac": 5}) == [
+        "B: not computed or no reference value to check",
+        "E_vac: not computed or no reference value to check"]

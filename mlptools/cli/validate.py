@@ -11,6 +11,20 @@ def _positive(ctx, param, value):
     return value
 
 
+def _parse_max_error(ctx, param, values):
+    out = {}
+    for value in values:
+        key, sep, pct = value.partition("=")
+        try:
+            out[key.strip()] = float(pct)
+        except ValueError:
+            sep = ""
+        if not sep or not key.strip() or out.get(key.strip(), -1) < 0:
+            raise click.BadParameter(f"expected PROPERTY=PERCENT (e.g. a=0.5, C44=5), got "
+                                     f"{value!r}")
+    return out
+
+
 def _threshold(name, unit, what):
     return click.option(name, type=float, default=None, metavar=unit, callback=_positive,
                         help=f"Fail (exit 3) if {what} exceeds this ({unit}).")
@@ -55,12 +69,15 @@ def _threshold(name, unit, what):
 @_threshold("--max-force-rmse", "eV/Å", "the overall force-component RMSE")
 @_threshold("--max-stress-rmse", "GPa", "the overall stress-component RMSE")
 @_threshold("--max-property-error", "%", "any property's |error| relative to the reference")
+@click.option("--max-error", "max_errors", multiple=True, callback=_parse_max_error,
+              metavar="KEY=%", help="Fail (exit 3) if this property's |error| relative to the "
+              "reference exceeds this (%), e.g. a=0.5 C44=5 gamma_111=5 (repeatable).")
 @c.seed_option(required=False)
 @c.verbosity_options
 def validate(model, data, properties, reference, element, lattice, lattice_a, structure,
              phonon_supercell, vacancy_size, fmt, json_path, report_path, plot_dir, predictions,
              shift_energies, require, min_distance, max_energy_rmse, max_force_rmse,
-             max_stress_rmse, max_property_error, seed):
+             max_stress_rmse, max_property_error, max_errors, seed):
     """Validate a potential: errors on labelled DATA and crystal properties.
 
     MODEL is a model file or any calculator spec (sw, emt, tersoff, xtb, module.path:Class k=v),
@@ -95,6 +112,8 @@ def validate(model, data, properties, reference, element, lattice, lattice_a, st
     from mlptools.workflows import properties as props
     from mlptools.workflows import validate as val
 
+    for key in max_errors:
+        props.property_info(key)  # an unknown property is an error before any work
     if not data and not properties:
         raise click.UsageError("give DATA files and/or --properties")
     if properties:
@@ -176,10 +195,11 @@ def validate(model, data, properties, reference, element, lattice, lattice_a, st
     failed = val.check_thresholds(errors, comparison.rows if comparison else (),
                                   max_energy_rmse=max_energy_rmse, max_force_rmse=max_force_rmse,
                                   max_stress_rmse=max_stress_rmse,
-                                  max_property_error=max_property_error)
-    if (max_property_error is not None and comparison is not None
-            and comparison.reference is None):
-        failed.append("--max-property-error: no --reference to compare with")
+                                  max_property_error=max_property_error,
+                                  max_errors=max_errors)
+    if (max_property_error is not None or max_errors) and (
+            comparison is None or comparison.reference is None):
+        failed.append("property checks: no --properties with a --reference to compare")
     if failed:
         raise CheckFailed("check failed: " + "; ".join(failed))
 

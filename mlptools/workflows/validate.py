@@ -255,7 +255,7 @@ def validation_errors(frames, *, shift=False):
 
 
 def check_thresholds(errors=None, rows=(), *, max_energy_rmse=None, max_force_rmse=None,
-                     max_stress_rmse=None, max_property_error=None):
+                     max_stress_rmse=None, max_property_error=None, max_errors=None):
     """The failed checks, as one-line strings (empty when everything passes or nothing is set).
 
     Parameters
@@ -267,7 +267,9 @@ def check_thresholds(errors=None, rows=(), *, max_energy_rmse=None, max_force_rm
     max_energy_rmse : float, meV/atom
     max_force_rmse : float, eV/Å
     max_stress_rmse : float, GPa
-    max_property_error : float, % (|model − reference| / |reference|)
+    max_property_error : float, % (|model − reference| / |reference|), for every property
+    max_errors : dict of str to float, %, per property key (overrides max_property_error);
+        a key the model did not compute, or without a reference value, fails
     """
     failed = []
     if errors is not None:
@@ -283,9 +285,14 @@ def check_thresholds(errors=None, rows=(), *, max_energy_rmse=None, max_force_rm
                 failed.append(f"{name}: nothing to compare (no such labels)")
             elif value > limit:
                 failed.append(f"{name} {value:.4g} {unit} > {limit:g}")
-    if max_property_error is not None:
-        for row in rows:
-            if row.error_percent is not None and abs(row.error_percent) > max_property_error:
-                failed.append(f"{row.key} off by {row.error_percent:+.2f} % "
-                              f"(> {max_property_error:g} %)")
+    max_errors = dict(max_errors or {})
+    by_key = {row.key: row for row in rows}
+    for row in rows:
+        limit = max_errors.get(row.key, max_property_error)
+        if limit is not None and row.error_percent is not None \
+                and abs(row.error_percent) > limit:
+            failed.append(f"{row.key} off by {row.error_percent:+.2f} % (> {limit:g} %)")
+    for key in max_errors:
+        if key not in by_key or by_key[key].error_percent is None:
+            failed.append(f"{key}: not computed or no reference value to check")
     return failed
