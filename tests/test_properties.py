@@ -366,3 +366,10 @@ def test_full_elastic_matrix_of_a_hexagonal_crystal():
     assert v["C66"] == pytest.approx((v["C11"] - v["C12"]) / 2, abs=0.05)
     c = np.asarray(props.details["elastic"]["C"])
     assert np.abs(c[:3, 3:]).max() < 0.05
+
+
+def test_table_without_reference_has_the_model_column_only():
+    model = P.CrystalProperties(values={"a": 5.44, "C11": 140.0}, details={})
+    lines = P.properties_table(P.compare_properties(model), model_name="sw").splitlines()
+    assert lines[0].split() == ["property", "unit", "sw"]
+    assert lines[2].split()[-1] == "5.4400"

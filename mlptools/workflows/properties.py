@@ -791,6 +791,7 @@ def _tasks(properties, settings):
 
 
 def _run_task(task, relaxed, primitive, calc, settings, name):
+    log.info("%s: %s", name, _task_label(task))
     try:
         return _run_task_unchecked(task, relaxed, primitive, calc, settings)
     except (ComputationError, ParameterError) as exc:
@@ -864,6 +865,7 @@ def compute_properties(calc, conventional, primitive=None, properties=PROPERTIES
     properties = parse_properties(properties)
     settings = settings or PropertySettings()
     primitive = conventional if primitive is None else primitive
+    log.info("%s: equilibrium structure", name or "calculator")
     relaxed, prim = equilibrium(conventional, primitive, calc, settings)
     n = len(relaxed)
     lengths = relaxed.cell.lengths()
@@ -1056,8 +1058,10 @@ def properties_table(rows, *, markdown=False, model_name="model", reference_name
         pct = "-" if r.error_percent is None else f"{r.error_percent:+.2f}"
         body.append((r.label, r.unit, _fmt(r.model, r.unit), _fmt(r.reference, r.unit),
                      err or "-", pct))
+    if all(r.reference is None for r in rows):  # no reference: the model's column only
+        head, body = head[:3], [row[:3] for row in body]
     if markdown:
-        lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * 4]
+        lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
         lines += ["| " + " | ".join(row) + " |" for row in body]
         return "\n".join(lines) + "\n"
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=True)]
