@@ -373,3 +373,17 @@ def test_table_without_reference_has_the_model_column_only():
     lines = P.properties_table(P.compare_properties(model), model_name="sw").splitlines()
     assert lines[0].split() == ["property", "unit", "sw"]
     assert lines[2].split()[-1] == "5.4400"
+
+
+def test_eos_of_a_non_cubic_cell_relaxes_its_shape():
+    # hcp: each E–V point relaxes c/a at its volume, so it lies at or below the energy of the
+    # same volume reached by scaling the relaxed cell at fixed shape
+    calc = make_calculator("emt")
+    conv, _ = P.starting_structure("Cu", "hcp", a=2.55)
+    relaxed = P.relax_structure(conv, calc)
+    eos = P.equation_of_state(relaxed, calc, strain=0.04, points=5)
+    squeezed = relaxed.copy()
+    squeezed.set_cell(relaxed.cell.array * 0.96 ** (1 / 3), scale_atoms=True)
+    squeezed.calc = calc
+    assert eos["energies"][0] <= squeezed.get_potential_energy() / len(squeezed) + 1e-9
+    assert eos["volumes"][0] == pytest.approx(squeezed.get_volume() / len(squeezed))

@@ -168,6 +168,15 @@ def _relax_lowest(atoms, fmax, rattle, seed, indices=None):
     return best[1], best[2]
 
 
+def _relax_shape(atoms, fmax, steps=1000):
+    """Relax positions and cell shape at constant volume (in place); returns convergence."""
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import LBFGS
+
+    opt = LBFGS(FrechetCellFilter(atoms, constant_volume=True), logfile=None)
+    return bool(opt.run(fmax=fmax, steps=steps))
+
+
 def relax_structure(atoms, calc, *, fmax=1e-4, steps=1000):
     """Relax positions and cell to zero stress (ASE's FrechetCellFilter + BFGS).
 
@@ -307,7 +316,8 @@ def equation_of_state(atoms, calc, *, strain=0.05, points=11, fmax=1e-4):
     """E–V curve by isotropic scaling of a relaxed cell and its Birch–Murnaghan fit.
 
     The positions are relaxed at each volume when the scaled structure has forces (not needed
-    for diamond or fcc, where symmetry fixes them); the cell shape is kept.
+    for diamond or fcc, where symmetry fixes them). A cubic cell keeps its shape; any other cell
+    also relaxes its shape at constant volume (c/a of hcp), so that B is the relaxed modulus.
 
     Parameters
     ----------
@@ -326,10 +336,14 @@ def equation_of_state(atoms, calc, *, strain=0.05, points=11, fmax=1e-4):
     n = len(atoms)
     base = atoms.cell.array.copy()
     volumes, energies = [], []
+    cubic = _is_cubic(atoms, tol=1e-4)
     for f in np.linspace(1 - strain, 1 + strain, int(points)):
         scaled = _with_calc(atoms, calc)
         scaled.set_cell(base * f ** (1 / 3), scale_atoms=True)
-        _relax_positions(scaled, fmax)
+        if cubic:
+            _relax_positions(scaled, fmax)
+        else:
+            _relax_shape(scaled, fmax)
         volumes.append(scaled.get_volume() / n)
         energies.append(scaled.get_potential_energy() / n)
     fit = fit_birch_murnaghan(volumes, energies)
