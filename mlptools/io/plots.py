@@ -51,7 +51,9 @@ def parity_plots(data, directory, prefix=""):
         lo, hi = np.inf, -np.inf
         for ct, (ref, pred) in sorted(groups.items()):
             rmse = float(np.sqrt(np.mean((pred - ref) ** 2)))
-            ax.scatter(ref, pred, s=6, alpha=0.6, label=f"{ct} (RMSE {rmse:.3g})")
+            shown = f"{1000 * rmse:.3g} meV/atom" if name == "energy" else \
+                f"{rmse:.3g} {_UNITS[name]}"
+            ax.scatter(ref, pred, s=6, alpha=0.6, label=f"{ct} (RMSE {shown})")
             lo, hi = min(lo, ref.min(), pred.min()), max(hi, ref.max(), pred.max())
         pad = 0.05 * (hi - lo or 1.0)
         ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", lw=0.8)
@@ -103,12 +105,12 @@ def phonon_plot(sides, path):
                                      gridspec_kw={"width_ratios": [3, 1]})
     first = sides[0][1]["path"]
     for k, (label, ph) in enumerate(sides):
-        color = f"C{k}"
+        style = {"color": f"C{k}", "lw": 1, "ls": "-" if k == 0 else "--"}
         x = np.asarray(ph["path"]["x"]) / max(ph["path"]["x"][-1], 1e-12) * first["x"][-1]
         bands = np.asarray(ph["bands"])
         for b in range(bands.shape[1]):
-            ax.plot(x, bands[:, b], color=color, lw=1, label=label if b == 0 else None)
-        ax_dos.plot(ph["dos"]["density"], ph["dos"]["frequency"], color=color, lw=1)
+            ax.plot(x, bands[:, b], label=label if b == 0 else None, **style)
+        ax_dos.plot(ph["dos"]["density"], ph["dos"]["frequency"], **style)
     for xs in first["special_x"]:
         ax.axvline(xs, color="0.7", lw=0.5)
     ax.set_xticks(first["special_x"])
