@@ -5,5 +5,6 @@ from mlptools.cli.convert import convert
 from mlptools.cli.describe import describe
 from mlptools.cli.fit import fit
 from mlptools.cli.info import info
+from mlptools.cli.validate import validate
 
-COMMANDS = [info, convert, build_db, describe, fit]
+COMMANDS = [info, convert, build_db, describe, fit, validate]
