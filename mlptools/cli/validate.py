@@ -105,7 +105,6 @@ def validate(model, data, properties, reference, element, lattice, lattice_a, st
     from pathlib import Path
 
     from mlptools.calculators import calculator_from_argument, check_species_supported
-    from mlptools.cli.build_db import _mpi_comm
     from mlptools.errors import CheckFailed
     from mlptools.io.extxyz import write_frames
     from mlptools.io.structures import iter_frames
@@ -125,7 +124,7 @@ def validate(model, data, properties, reference, element, lattice, lattice_a, st
     if reference is not None and not properties:
         c.log.warning("--reference is used for --properties only; the errors on DATA are "
                       "against its labels")
-    comm = _mpi_comm() if properties else None
+    comm = c.mpi_comm() if properties else None
     rank = comm.Get_rank() if comm is not None else 0
     calc = calculator_from_argument(model)
 
