@@ -36,6 +36,9 @@ def stages():
         ("fit", ["fit", "si-sw.xyz", "--valid", "si-sw.test.xyz", "--model", "gap",
                  "--n-sparse", "500", "--seed", "1", "-o", "si-gap.h5"], "fit"),
         ("info-model", ["info", "si-gap.h5"], "info"),
+        ("validate", ["validate", "si-gap.h5", "si-sw.test.xyz", "--properties",
+                      "eos,elastic,vacancy,surface", "--element", "Si", "--lattice", "diamond",
+                      "--reference", "sw", "--report", "validate.md"], "validate"),
     ]
 
 
