@@ -4,5 +4,6 @@ from mlptools.cli.build_db import build_db
 from mlptools.cli.convert import convert
 from mlptools.cli.describe import describe
 from mlptools.cli.info import info
+from mlptools.cli.md import md
 
-COMMANDS = [info, convert, build_db, describe]
+COMMANDS = [info, convert, build_db, describe, md]
