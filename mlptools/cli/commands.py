@@ -1,9 +1,11 @@
 """The list of registered subcommands. A command is added here only once it works."""
 
+from mlptools.cli.analyze import analyze
 from mlptools.cli.build_db import build_db
 from mlptools.cli.convert import convert
 from mlptools.cli.describe import describe
 from mlptools.cli.info import info
 from mlptools.cli.md import md
+from mlptools.cli.quench import quench
 
-COMMANDS = [info, convert, build_db, describe, md]
+COMMANDS = [info, convert, build_db, describe, md, quench, analyze]
