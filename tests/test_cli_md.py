@@ -68,6 +68,7 @@ def test_cli_equals_library(si_file, tmp_path):
     (["--ensemble", "nvx", "--temperature", "300"], 2, "'nvx' is not one of"),
     (["--ensemble", "nvt", "--temperature", "300", "--timestep", "-1"], 2, "--timestep"),
     (["--ensemble", "nvt"], 2, "needs --temperature"),
+    (["--ensemble", "nve", "--traj", "t.h5"], 2, "written as extxyz"),
     (["--ensemble", "nvt", "--temperature", "300", "--seed", "1", "--max-uncertainty", "-1"], 1,
      "max_uncertainty must be > 0"),
 ])

@@ -62,6 +62,14 @@ def extrapolated_error(where, result, threshold, path):
                        f"{path} for labelling")
 
 
+def check_traj_name(traj):
+    """Trajectories are extxyz (streamed and cut back on resume): refuse an HDF5 name."""
+    if traj and str(traj).lower().endswith((".h5", ".hdf5")):
+        raise click.BadParameter("trajectories are written as extxyz (name it .xyz); convert "
+                                 "afterwards with 'mlptools convert TRAJ.xyz -o TRAJ.h5'",
+                                 param_hint="'--traj'")
+
+
 def progress_callback(bar):
     """progress(step, total) for run_md, moving a click progress bar."""
     def progress(step, total):
@@ -157,6 +165,7 @@ def md(model, structure, ensemble, temperature_K, pressure_GPa, timestep_fs, ste
         pressure_GPa=pressure_GPa, tdamp_fs=tdamp_fs, pdamp_fs=pdamp_fs,
         traj_stride=stride if traj else 0, log_stride=log_stride or min(stride, 10),
         checkpoint_stride=checkpoint_every, max_uncertainty=max_uncertainty)
+    check_traj_name(traj)
     if ensemble != "nve" and temperature_K is None:
         raise click.UsageError(f"--ensemble {ensemble} needs --temperature")
     atoms, index = read_structure(structure, frame_index)

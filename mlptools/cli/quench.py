@@ -5,6 +5,7 @@ import click
 from mlptools.cli import _common as c
 from mlptools.cli.analyze import analysis_options, run_analysis
 from mlptools.cli.md import (
+    check_traj_name,
     extrapolated_error,
     load_model,
     progress_callback,
@@ -100,6 +101,7 @@ def quench(model, element, n_atoms, density_g_cm3, start, melt_K, melt_ps, liqui
 
         run_analysis(list(iter_frames([analyze_only], min_distance=0.0))[-1:], **analysis)
         return
+    check_traj_name(traj)
     if model is None:
         raise click.UsageError("MODEL is required (unless --analyze-only)")
     if seed is None:

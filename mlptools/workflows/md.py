@@ -33,6 +33,7 @@ Array suffixes: ``n`` atoms, ``c`` Cartesian.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import logging
 import math
@@ -692,6 +693,8 @@ def run_md(atoms, calc, settings, stages, *, rng, traj=None, log_file=None, chec
                     return _stop_extrapolation(result, work, step, dt_fs, unc)
             ramp = stage.final_temperature_K is not None and stage.final_temperature_K != \
                 stage.temperature_K
+            takes_forces = "forces" in inspect.signature(dyn.step).parameters
+            forces = None
             while k_in < stage.steps:
                 if stop_requested():
                     save()
@@ -701,7 +704,8 @@ def run_md(atoms, calc, settings, stages, *, rng, traj=None, log_file=None, chec
                     _set_target(dyn, settings, stage.target(k_in + 1))
                 previous = work.positions.copy()
                 try:
-                    dyn.step()
+                    # handing the last forces back saves ASE's compare_atoms on every step
+                    forces = dyn.step(forces) if takes_forces else dyn.step()
                 except ComputationError:
                     raise
                 except Exception as exc:  # the calculator failing mid-run
@@ -709,7 +713,10 @@ def run_md(atoms, calc, settings, stages, *, rng, traj=None, log_file=None, chec
                                            f"({type(exc).__name__}: {exc})") from None
                 step += 1
                 k_in += 1
-                e_pot = _energy(work, step)
+                # every integrator ends its step with a force call at the new positions, so
+                # the energy is in calc.results already (no second check of the atoms)
+                e_pot = calc.results.get("energy")
+                e_pot = _energy(work, step) if e_pot is None else float(e_pot)
                 guard.every_step(step, e_pot)
                 unc = guard.uncertainty(work)
                 record(e_pot, unc, previous)
