@@ -50,3 +50,20 @@ class FailingSW(StillingerWeber):
         self.calls += 1
         if self.calls > self.after:
             self.results["energy"] = float("nan")
+
+
+class OnDemandUncertaintySW(StillingerWeber):
+    """Stillinger-Weber that computes its (constant) energies_uncertainty only when asked for
+    it by name, as a model whose uncertainty costs extra may do."""
+
+    implemented_properties = [*StillingerWeber.implemented_properties,
+                              keys.ENERGIES_UNCERTAINTY]
+
+    def __init__(self, value=0.2):
+        super().__init__()
+        self.value = value
+
+    def calculate(self, atoms=None, properties=None, system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        if properties and keys.ENERGIES_UNCERTAINTY in properties:
+            self.results[keys.ENERGIES_UNCERTAINTY] = np.full(len(self.atoms), self.value)

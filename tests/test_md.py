@@ -4,7 +4,7 @@ integrator, the extrapolation guard and the blow-up checks, all with Stillinger-
 import numpy as np
 import pytest
 from ase.build import bulk
-from md_calcs import FailingSW, GrowingUncertaintySW
+from md_calcs import FailingSW, GrowingUncertaintySW, OnDemandUncertaintySW
 
 from mlptools import keys
 from mlptools.calculators import StillingerWeber
@@ -154,6 +154,14 @@ def test_extrapolation_guard_stops_at_threshold(si64, kind):
     assert frame.arrays[key].max() == pytest.approx(0.031)
     # predictions, never reference labels: a labelling run must not mistake them for DFT
     assert frame.calc is None and keys.PREDICTION_PREFIX + keys.FORCES in frame.arrays
+
+
+def test_guard_asks_for_an_uncertainty_computed_on_demand(si64):
+    settings = MDSettings(ensemble="nve", timestep_fs=1.0, max_uncertainty=0.1)
+    result = run_md(si64, OnDemandUncertaintySW(value=0.2), settings, [Stage("md", 5, 300.0)],
+                    rng=np.random.default_rng(1))
+    assert result.status == "extrapolation" and result.step == 0
+    assert result.uncertainty == pytest.approx(0.2)
 
 
 def test_guard_skipped_with_warning_without_uncertainty(si64, caplog):
