@@ -387,7 +387,11 @@ def _check_compatible(path, meta, settings, stages, atoms):
     saved_stages = meta["stages"]
     for k, (old, new) in enumerate(zip(saved_stages, stages, strict=False)):
         new = dataclasses.asdict(new)
-        last = k == len(stages) - 1 == len(saved_stages) - 1
+        # a run may be extended (more steps in its last stage) unless that stage is a ramp,
+        # whose slope would change
+        last = k == len(stages) - 1 == len(saved_stages) - 1 and (
+            new["final_temperature_K"] is None
+            or new["final_temperature_K"] == new["temperature_K"])
         diff = [f for f in new if old.get(f) != new[f] and not (last and f == "steps")]
         if diff:
             raise ParameterError(f"{path}: checkpoint was written with another protocol "
