@@ -1,0 +1,1 @@
+"""Analysis of structures and trajectories (g(r), coordination, bond angles, rings)."""
