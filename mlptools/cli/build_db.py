@@ -9,9 +9,6 @@ import click
 
 from mlptools.cli import _common as c
 
-# environment variables set by mpirun/srun: the CLI (not the library) decides to use MPI
-_MPI_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
-
 
 def _parse_split(ctx, param, values):
     out = {}
@@ -30,18 +27,6 @@ def _parse_split(ctx, param, values):
 def _split_path(output, name):
     root, ext = os.path.splitext(output)
     return f"{root}.{name}{ext or '.xyz'}"
-
-
-def _mpi_comm():
-    if not any(int(os.environ.get(v, "1") or 1) > 1 for v in _MPI_SIZE_VARS):
-        return None
-    try:
-        from mpi4py import MPI
-    except ImportError:
-        from mlptools.errors import ParameterError
-
-        raise ParameterError("running under mpirun needs mpi4py: pip install mpi4py") from None
-    return MPI.COMM_WORLD if MPI.COMM_WORLD.Get_size() > 1 else None
 
 
 @click.command(short_help="Generate and label a reference database.")
@@ -87,7 +72,7 @@ def build_db(recipe, seed, calc, output, checkpoint, split):
     from mlptools.workflows import build_db as bd
     from mlptools.workflows.recipe import load_recipe
 
-    comm = _mpi_comm()
+    comm = c.mpi_comm()
     rank = comm.Get_rank() if comm is not None else 0
     spec = load_recipe(recipe)
     seed = spec.seed if seed is None else seed

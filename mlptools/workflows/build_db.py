@@ -31,6 +31,7 @@ import numpy as np
 from mlptools.calculators import isolated_atom, make_calculator
 from mlptools.errors import ComputationError, InputError, MlptoolsError, ParameterError
 from mlptools.keys import CONFIG_TYPE, ENERGY, FORCES, STRESS
+from mlptools.workflows import _parallel
 from mlptools.workflows import structures as st
 
 __all__ = [
@@ -52,7 +53,6 @@ log = logging.getLogger(__name__)
 STRUCTURE_ID = "structure_id"
 ISOLATED_ATOM = "IsolatedAtom"  # config_type of the E0 frames (the GAP/MACE convention)
 CHECKPOINT_VERSION = 1
-_TAG = 77
 
 
 # ---------------------------------------------------------------------------------------------
@@ -551,25 +551,6 @@ def _generate_all(recipe, seed, calc_spec, make_calc):
     return frames, duplicates
 
 
-@contextlib.contextmanager
-def _ase_serial():
-    """Make ASE's ``world`` a serial one while each rank works alone.
-
-    Under mpirun ASE picks mpi4py's COMM_WORLD as soon as mpi4py is imported, and then its
-    file I/O, MD and file-based calculators broadcast from rank 0: collective calls that would
-    deadlock when ranks generate or label different structures.
-    """
-    import ase.parallel
-
-    world = ase.parallel.world
-    saved = world.__dict__.get("comm")
-    world.comm = ase.parallel.DummyMPI()
-    try:
-        yield
-    finally:
-        world.comm = saved
-
-
 def build_database(recipe, *, seed=None, calc=None, checkpoint=None, comm=None,
                    stop_requested=None, progress=None, make_calc=make_calculator):
     """Generate, de-duplicate and label the structures of a recipe, with checkpoint/resume.
@@ -602,7 +583,7 @@ def build_database(recipe, *, seed=None, calc=None, checkpoint=None, comm=None,
     ParameterError
         No seed or no calculator, or a checkpoint made with another calculator.
     """
-    context = _ase_serial() if comm is not None else contextlib.nullcontext()
+    context = _parallel.ase_serial() if comm is not None else contextlib.nullcontext()
     with context:
         return _build_database(recipe, seed, calc, checkpoint, comm, stop_requested, progress,
                                make_calc)
@@ -640,6 +621,9 @@ def _build_database(recipe, seed, calc, checkpoint, comm, stop_requested, progre
     stopped = False
     n_now = 0
 
+    def label(atoms):
+        return _label_record(atoms, calc_spec, calc_holder, make_calc)
+
     def record_done(rec):
         nonlocal n_now
         done[rec["id"]] = rec
@@ -655,13 +639,11 @@ def _build_database(recipe, seed, calc, checkpoint, comm, stop_requested, progre
                 if stop_requested():
                     stopped = True
                     break
-                record_done(_label_record(atoms, calc_spec, calc_holder, make_calc))
+                record_done(label(atoms))
         elif rank == 0:
-            stopped = _run_writer(comm, mine, calc_spec, calc_holder, make_calc, stop_requested,
-                                  record_done)
+            stopped = _parallel.run_writer(comm, mine, label, stop_requested, record_done)
         else:
-            stopped, n_now = _run_worker(comm, mine, calc_spec, calc_holder, make_calc,
-                                         stop_requested)
+            stopped, n_now = _parallel.run_worker(comm, mine, label, stop_requested)
     finally:
         if ckpt is not None:
             ckpt.close()
@@ -724,51 +706,3 @@ def _prepare(recipe, seed, calc_spec, ckpt, make_calc):
     ids = {a.info[STRUCTURE_ID] for a in frames}
     done = {k: v for k, v in done.items() if k in ids}
     return frames, duplicates, done
-
-
-def _run_writer(comm, mine, calc_spec, calc_holder, make_calc, stop_requested, record_done):
-    """Rank 0: label its share, and write every rank's results as they arrive."""
-    from mpi4py import MPI
-
-    pending = comm.Get_size() - 1
-    stopped = False
-
-    def handle(msg):
-        nonlocal pending, stopped
-        kind, body = msg
-        if kind == "result":
-            record_done(body)
-        else:  # "done"
-            pending -= 1
-            stopped = stopped or body
-
-    def drain(block=False):
-        while pending and (block or comm.iprobe(source=MPI.ANY_SOURCE, tag=_TAG)):
-            handle(comm.recv(source=MPI.ANY_SOURCE, tag=_TAG))
-
-    for atoms in mine:
-        drain()
-        if stop_requested():
-            stopped = True
-            break
-        record_done(_label_record(atoms, calc_spec, calc_holder, make_calc))
-    drain(block=True)
-    return stopped
-
-
-def _run_worker(comm, mine, calc_spec, calc_holder, make_calc, stop_requested):
-    """Other ranks: label their share and send each record to rank 0; returns (stopped, n)."""
-    stopped, n = False, 0
-    try:
-        for atoms in mine:
-            if stop_requested():
-                stopped = True
-                break
-            rec = _label_record(atoms, calc_spec, calc_holder, make_calc)
-            rec["rank"] = comm.Get_rank()
-            comm.send(("result", rec), dest=0, tag=_TAG)
-            n += 1
-    finally:
-        # always tell the writer, even on an unexpected error, so rank 0 never waits forever
-        comm.send(("done", stopped), dest=0, tag=_TAG)
-    return stopped, n
