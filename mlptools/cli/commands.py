@@ -5,5 +5,6 @@ from mlptools.cli.build_db import build_db
 from mlptools.cli.convert import convert
 from mlptools.cli.describe import describe
 from mlptools.cli.info import info
+from mlptools.cli.wulff import wulff
 
-COMMANDS = [info, convert, build_db, describe, airss_search]
+COMMANDS = [info, convert, build_db, describe, airss_search, wulff]
