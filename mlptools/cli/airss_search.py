@@ -119,6 +119,8 @@ def airss_search(model, composition, nform, volume_per_atom, volume_range, minse
     from mlptools.io.extxyz import write_frames
     from mlptools.workflows import airss
 
+    if output == "-":
+        raise click.UsageError("-o must name a file: the ranking table goes to stdout")
     symbols = airss.parse_composition(composition)
     settings = airss.SearchSettings(
         composition=composition, nform=nform,

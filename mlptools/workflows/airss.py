@@ -518,13 +518,14 @@ def search_one(settings, calc, seed, index, *, stop_requested=None):
     """Make and relax structure ``index`` of the search ``seed``; a JSON-able record.
 
     The record: ``type="result"``, ``key``, ``seed``, ``index``, ``status`` ("ok"/"failed"),
-    ``reason``, ``generator``, ``steps``, ``time_s``, and for relaxed ones ``energy``,
+    ``reason``, ``generator``, ``steps``, ``time_s`` (wall), ``cpu_s`` (this process's CPU
+    time), and for relaxed ones ``energy``,
     ``enthalpy`` (eV), ``volume`` (Å³), ``fmax`` (eV/Å), ``frame`` (numbers, positions, cell,
     pbc). Raises ``_Stopped`` when ``stop_requested`` fires during the relaxation.
     """
     from mlptools.workflows.build_db import frame_to_record
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     rng = np.random.default_rng([int(seed), int(index)])
     rec = {"type": "result", "key": structure_key(seed, index), "seed": int(seed),
            "index": int(index)}
@@ -532,7 +533,8 @@ def search_one(settings, calc, seed, index, *, stop_requested=None):
         atoms = random_structure(settings, rng)
     except ComputationError as exc:
         return {**rec, "status": "failed", "reason": f"generation: {exc}", "generator": "",
-                "steps": 0, "time_s": time.perf_counter() - started}
+                "steps": 0, "time_s": time.perf_counter() - started,
+                "cpu_s": time.process_time() - cpu_started}
     start_volume = atoms.get_volume() if atoms.pbc.all() else None
     relaxed = relax_structure(atoms, calc, pressure_GPa=settings.pressure_GPa,
                               fmax=settings.fmax, max_steps=settings.max_steps,
@@ -540,7 +542,7 @@ def search_one(settings, calc, seed, index, *, stop_requested=None):
                               cell_filter=settings.cell_filter)
     rec.update(status="ok" if relaxed.converged else "failed", reason=relaxed.reason,
                generator=atoms.info["generator"], steps=relaxed.steps,
-               time_s=time.perf_counter() - started)
+               time_s=time.perf_counter() - started, cpu_s=time.process_time() - cpu_started)
     if relaxed.converged:
         frame = relaxed.atoms
         frame.info = {"nform": atoms.info["nform"]}
