@@ -199,30 +199,59 @@ def bulk_crystal(element, lattice, a=None, c=None):
                              "for hcp)") from None
 
 
-def relax_bulk(atoms, calc, *, fmax=1e-4, max_steps=500):
-    """Relax the cell of a bulk crystal with the potential (shape kept by the cell's symmetry).
+def relax_bulk(atoms, calc, *, xtol=1e-7):
+    """Lattice parameters that minimise the potential's energy of a bulk crystal.
+
+    Energy only (no stress needed, so any calculator works): a cubic cell is scaled
+    uniformly (Brent's method on the scale), another cell (hcp) has its in-plane vectors and
+    its c vector scaled separately (Nelder–Mead). The fractional positions are kept: those of
+    fcc, bcc, sc and ideal hcp are fixed by symmetry.
 
     Returns
     -------
     relaxed : ase.Atoms (no calculator)
     energy_per_atom : float, eV
     """
-    from ase.filters import FrechetCellFilter
-    from ase.optimize import BFGS
+    from scipy.optimize import minimize, minimize_scalar
 
+    cell0 = atoms.cell.array.copy()
     work = atoms.copy()
     work.calc = calc
+    lengths = atoms.cell.lengths()
+    cubic = np.allclose(lengths, lengths[0]) and np.allclose(atoms.cell.angles(), 90.0)
+
+    def strained(scale):
+        sa, sc = (scale, scale) if cubic else scale
+        return cell0 * np.array([[sa], [sa], [sc]])
+
+    def energy(scale):
+        work.set_cell(strained(scale), scale_atoms=True)
+        e = float(work.get_potential_energy())
+        if not math.isfinite(e):
+            raise ComputationError("bulk relaxation: the potential returned NaN/inf")
+        return e
+
     try:
-        opt = BFGS(FrechetCellFilter(work), logfile=None)
-        converged = opt.run(fmax=fmax, steps=max_steps)
-        energy = float(work.get_potential_energy())
+        if cubic:
+            res = minimize_scalar(energy, bounds=(0.8, 1.25), method="bounded",
+                                  options={"xatol": xtol})
+            scale, ok = res.x, res.success
+        else:
+            res = minimize(energy, [1.0, 1.0], method="Nelder-Mead",
+                           options={"xatol": xtol, "fatol": 1e-10, "maxiter": 2000})
+            scale, ok = res.x, res.success
+    except ComputationError:
+        raise
     except Exception as exc:  # the calculator failed on the bulk
         raise ComputationError(f"bulk relaxation: {type(exc).__name__}: {exc}") from None
-    if not converged or not math.isfinite(energy):
-        raise ComputationError(f"bulk relaxation did not converge in {max_steps} steps")
+    scale_arr = np.atleast_1d(scale)
+    if not ok or np.any(np.abs(scale_arr - 1.0) > 0.24):
+        raise ComputationError("bulk relaxation: no energy minimum within ±20 % of the starting "
+                               "lattice constant; give --a")
+    e = energy(scale)
     relaxed = work.copy()
     relaxed.calc = None
-    return relaxed, energy / len(work)
+    return relaxed, e / len(work)
 
 
 @dataclasses.dataclass
