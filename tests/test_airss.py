@@ -235,3 +235,17 @@ def test_small_emt_search_finds_the_emt_ground_state_of_copper():
     if ranked[0].spacegroup is not None:
         assert ranked[0].spacegroup == "P6_3/mmc (194)"
         assert ranked[1].spacegroup == "Fm-3m (225)"
+
+
+def test_cluster_relaxes_positions_only_to_a_tetrahedron():
+    # four EMT Cu atoms: the minimum is the regular tetrahedron (all six distances equal)
+    settings = airss.SearchSettings("Cu4", volume_per_atom=12.0, minsep=2.2, cluster=True,
+                                    fmax=1e-4, max_steps=3000)
+    rec = airss.search_one(settings, EMT(), 0, 0)
+    assert rec["status"] == "ok" and rec["volume"] == 0.0
+    assert rec["enthalpy"] == rec["energy"]  # no pV for a cluster
+    pos = np.array(rec["frame"]["positions"])
+    d = np.linalg.norm(pos[:, None] - pos[None], axis=-1)[np.triu_indices(4, 1)]
+    np.testing.assert_allclose(d, d.mean(), atol=1e-3)
+    assert rec["frame"]["cell"] == airss.random_structure(
+        settings, np.random.default_rng([0, 0])).cell.tolist()  # the box did not change
