@@ -249,3 +249,18 @@ def test_cluster_relaxes_positions_only_to_a_tetrahedron():
     np.testing.assert_allclose(d, d.mean(), atol=1e-3)
     assert rec["frame"]["cell"] == airss.random_structure(
         settings, np.random.default_rng([0, 0])).cell.tolist()  # the box did not change
+
+
+def test_slab_relaxes_in_plane_only_and_keeps_its_vacuum():
+    settings = _settings(slab=True, fmax=0.05)
+    start = airss.random_structure(settings, np.random.default_rng([0, 1]))
+    z = start.positions[:, 2]
+    assert start.cell[2, 2] - np.ptp(z) >= airss.SLAB_VACUUM  # a layer, then vacuum
+    assert _min_separation(start) >= 1.8 - 1e-9
+    rec = airss.search_one(settings, StillingerWeber(), 0, 1)
+    assert rec["status"] == "ok", rec["reason"]
+    cell = np.array(rec["frame"]["cell"])
+    np.testing.assert_allclose(cell[2], start.cell[2], atol=1e-12)  # z vector untouched
+    assert not np.allclose(cell[:2], start.cell[:2])  # the in-plane cell relaxed
+    with pytest.raises(ParameterError, match="a slab is relaxed at zero pressure"):
+        _settings(slab=True, pressure_GPa=1.0)

@@ -62,6 +62,9 @@ def _model_id(model):
                    "on its general positions; default none (P1).")
 @click.option("--cluster", is_flag=True,
               help="Random clusters (no periodicity) instead of crystals.")
+@click.option("--slab", is_flag=True,
+              help="Random slabs: a layer periodic in x, y with 10 Å of vacuum along z; the "
+                   "in-plane cell is relaxed.")
 @click.option("-n", "--n-structures", type=click.IntRange(min=1), required=True,
               help="Number of random structures of this seed (a rerun adds the missing ones).")
 @click.option("--pressure", "pressure_GPa", type=float, default=0.0, show_default=True,
@@ -89,8 +92,8 @@ def _model_id(model):
               help="Checkpoint of finished relaxations (JSON lines) [default: OUTPUT.ckpt.jsonl].")
 @c.verbosity_options
 def airss_search(model, composition, nform, volume_per_atom, volume_range, minsep, symmetry,
-                 cluster, n_structures, pressure_GPa, fmax, max_steps, cell_filter, energy_tol,
-                 similarity, jobs, seed, output, checkpoint):
+                 cluster, slab, n_structures, pressure_GPa, fmax, max_steps, cell_filter,
+                 energy_tol, similarity, jobs, seed, output, checkpoint):
     """Search for low-enthalpy structures by relaxing random ones (AIRSS).
 
     MODEL is a fitted model file or a calculator spec (sw, emt, tersoff, xtb,
@@ -126,7 +129,7 @@ def airss_search(model, composition, nform, volume_per_atom, volume_range, minse
         composition=composition, nform=nform,
         volume_per_atom=volume_per_atom or airss.default_volume_per_atom(symbols),
         volume_range=volume_range, minsep=minsep or airss.default_minsep(symbols),
-        symmetry=symmetry, cluster=cluster, pressure_GPa=pressure_GPa, fmax=fmax,
+        symmetry=symmetry, cluster=cluster, slab=slab, pressure_GPa=pressure_GPa, fmax=fmax,
         max_steps=max_steps, cell_filter=cell_filter)
     calc = calculator_from_argument(model)  # fails here, once, on a bad MODEL
     check_species_supported(calc, [atomic_numbers[s] for s in symbols], model)

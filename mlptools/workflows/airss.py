@@ -7,7 +7,8 @@ Matter 23, 053201 (2011)) and their ``buildcell``/``ca -r`` tools:
    (a random factor within ``volume_range`` of the per-atom volume times the number of atoms),
    atoms at least ``minsep`` Å apart (minimum image), optionally with random space-group
    symmetry (a space group with ``symmetry`` = (lo, hi) operations, atoms in general positions
-   of it), or a cluster (atoms in a sphere of that volume, in a non-periodic box).
+   of it), or a cluster (atoms in a sphere of that volume, in a non-periodic box), or a slab
+   (atoms in a layer of that volume, periodic in the plane, 10 Å of vacuum along z).
 2. :func:`relax_structure` relaxes positions and cell under a hydrostatic pressure (FIRE on
    ASE's ``UnitCellFilter`` with ``scalar_pressure``) to ``fmax`` eV/Å on atoms and on the cell
    degrees of freedom (virial/N, eV), within ``max_steps``; failures are kept with a reason.
@@ -66,6 +67,10 @@ _VOLUME_LIMITS = (0.25, 4.0)
 #: atoms closer than this (Å) after relaxation: the potential collapsed (a failure)
 _COLLAPSE_DISTANCE = 0.5
 _CELL_FILTERS = {"unit": "UnitCellFilter", "frechet": "FrechetCellFilter"}
+#: vacuum (Å) above a random slab; the cell's z vector is kept fixed in the relaxation
+SLAB_VACUUM = 10.0
+#: strain components (Voigt xx yy zz yz xz xy) a slab relaxes: the in-plane ones
+_SLAB_MASK = (1, 1, 0, 0, 0, 1)
 
 
 class _Stopped(Exception):
@@ -93,6 +98,8 @@ class SearchSettings:
         cell, centring included); None: no symmetry (P1).
     cluster : bool
         Random clusters (non-periodic; positions relaxed only) instead of crystals.
+    slab : bool
+        Random slabs (a layer with vacuum along z; positions and the in-plane cell relaxed).
     pressure_GPa : float, GPa
         Hydrostatic pressure of the cell relaxation and of the enthalpy.
     fmax : float, eV/Å
@@ -111,6 +118,7 @@ class SearchSettings:
     minsep: float = 1.5
     symmetry: tuple | None = None
     cluster: bool = False
+    slab: bool = False
     pressure_GPa: float = 0.0
     fmax: float = 0.01
     max_steps: int = 1000
@@ -134,8 +142,12 @@ class SearchSettings:
             if not (int(slo) == slo and int(shi) == shi and 1 <= slo <= shi):
                 raise ParameterError(f"symmetry must be integers 1 <= lo <= hi operations, got "
                                      f"{self.symmetry}")
-            if self.cluster:
-                raise ParameterError("symmetry is for crystals; a cluster has none here")
+            if self.cluster or self.slab:
+                raise ParameterError("symmetry is for crystals, not clusters or slabs")
+        if self.cluster and self.slab:
+            raise ParameterError("a structure is a cluster or a slab, not both")
+        if self.slab and self.pressure_GPa != 0:
+            raise ParameterError("a slab is relaxed at zero pressure (its cell is mostly vacuum)")
         if not self.fmax > 0:
             raise ParameterError(f"fmax must be > 0 eV/Å, got {self.fmax}")
         if not (int(self.max_steps) == self.max_steps and self.max_steps >= 1):
@@ -313,6 +325,9 @@ def random_structure(settings, rng, *, max_tries=50, max_attempts=200):
     if settings.cluster:
         return _random_cluster(symbols, volume, settings.minsep, rng, max_tries * max_attempts,
                                nform)
+    if settings.slab:
+        return _random_slab(symbols, volume, settings.minsep, rng, max_tries, max_attempts,
+                            nform)
     groups = _eligible_groups(settings.symmetry, counts)
     if not groups:
         log.debug("no space group with %s operations fits %s; using P1", settings.symmetry,
@@ -374,6 +389,38 @@ def _pairwise_min(frac, cell):
     return float(np.sqrt(r2.min()))
 
 
+def _random_slab(symbols, volume, minsep, rng, max_tries, max_attempts, nform,
+                 vacuum=SLAB_VACUUM):
+    """Atoms in a random layer cell of ``volume`` (c ⟂ the plane), then vacuum along z."""
+    from ase import Atoms
+    from ase.geometry import cellpar_to_cell
+
+    for _ in range(max_tries):
+        a, b, c = rng.uniform(1.0, 2.0, size=3)
+        layer = cellpar_to_cell([a, b, c, 90.0, 90.0, rng.uniform(60.0, 120.0)])
+        layer *= (volume / abs(np.linalg.det(layer))) ** (1.0 / 3.0)
+        height = layer[2, 2]
+        cell = layer.copy()
+        cell[2] = [0.0, 0.0, height + vacuum]
+        frac = np.zeros((0, 3))
+        for _atom in symbols:
+            for _attempt in range(max_attempts):
+                x = rng.random(3) * [1.0, 1.0, height / (height + vacuum)]
+                if _min_image_distance(x[None], frac, cell) >= minsep:
+                    frac = np.vstack([frac, x])
+                    break
+            else:
+                break
+        if len(frac) == len(symbols):
+            atoms = Atoms(symbols, scaled_positions=frac, cell=cell, pbc=True)
+            atoms.info["generator"] = "slab"
+            atoms.info["nform"] = nform
+            return atoms
+    raise ComputationError(f"could not place {len(symbols)} atoms {minsep} Å apart in a layer "
+                           f"of {volume:.1f} Å³ in {max_tries} tries; raise the volume or "
+                           "lower minsep")
+
+
 def _random_cluster(symbols, volume, minsep, rng, max_attempts, nform, vacuum=10.0):
     from ase import Atoms
 
@@ -417,7 +464,8 @@ class Relaxation:
 
 
 def relax_structure(atoms, calc, *, pressure_GPa=0.0, fmax=0.01, max_steps=1000,
-                    target_volume=None, stop_requested=None, cell_filter="unit"):
+                    target_volume=None, stop_requested=None, cell_filter="unit",
+                    in_plane=False):
     """Relax positions (and, for periodic structures, the cell) under a hydrostatic pressure.
 
     FIRE on ``UnitCellFilter(atoms, scalar_pressure=p)`` (or ``FrechetCellFilter``): it
@@ -436,6 +484,9 @@ def relax_structure(atoms, calc, *, pressure_GPa=0.0, fmax=0.01, max_steps=1000,
         With it, a cell whose volume leaves 0.25–4 × target is given up ("exploded"/"collapsed").
     stop_requested : callable, optional
         Checked every step; when it returns True the relaxation raises ``_Stopped``.
+    cell_filter : str, ``"unit"`` or ``"frechet"``
+    in_plane : bool
+        Relax only the in-plane cell (xx, yy, xy strains): a slab with vacuum along z.
 
     Returns
     -------
@@ -455,7 +506,8 @@ def relax_structure(atoms, calc, *, pressure_GPa=0.0, fmax=0.01, max_steps=1000,
         if cell_filter not in _CELL_FILTERS:
             raise ParameterError(f"cell filter must be one of {', '.join(_CELL_FILTERS)}, "
                                  f"got {cell_filter!r}")
-        target = getattr(ase.filters, _CELL_FILTERS[cell_filter])(work, scalar_pressure=pressure)
+        target = getattr(ase.filters, _CELL_FILTERS[cell_filter])(
+            work, scalar_pressure=pressure, mask=_SLAB_MASK if in_plane else None)
     opt = FIRE(target, logfile=None)
     steps, converged, reason = 0, False, ""
     try:
@@ -535,11 +587,11 @@ def search_one(settings, calc, seed, index, *, stop_requested=None):
         return {**rec, "status": "failed", "reason": f"generation: {exc}", "generator": "",
                 "steps": 0, "time_s": time.perf_counter() - started,
                 "cpu_s": time.process_time() - cpu_started}
-    start_volume = atoms.get_volume() if atoms.pbc.all() else None
+    start_volume = atoms.get_volume() if atoms.pbc.all() and not settings.slab else None
     relaxed = relax_structure(atoms, calc, pressure_GPa=settings.pressure_GPa,
                               fmax=settings.fmax, max_steps=settings.max_steps,
                               target_volume=start_volume, stop_requested=stop_requested,
-                              cell_filter=settings.cell_filter)
+                              cell_filter=settings.cell_filter, in_plane=settings.slab)
     rec.update(status="ok" if relaxed.converged else "failed", reason=relaxed.reason,
                generator=atoms.info["generator"], steps=relaxed.steps,
                time_s=time.perf_counter() - started, cpu_s=time.process_time() - cpu_started)
@@ -729,12 +781,16 @@ def run_search(settings, model, *, seed, n_structures, checkpoint=None, model_id
 def _read_checkpoint(ckpt, header):
     """Finished records of the checkpoint, and whether it has its header."""
     done, has_header = {}, False
+    # settings added to SearchSettings later are at their defaults in older checkpoints
+    defaults = {f.name: f.default for f in dataclasses.fields(SearchSettings)
+                if f.default is not dataclasses.MISSING}
+    defaults = SearchSettings(composition="H", **{k: v for k, v in defaults.items()}).to_dict()
     for rec in ckpt.records():
         if rec.get("type") == "search":
             has_header = True
-            if rec.get("settings") != header["settings"] or rec.get("model") != header["model"]:
-                diff = sorted(k for k in header["settings"]
-                              if rec.get("settings", {}).get(k) != header["settings"][k])
+            old = {**defaults, **rec.get("settings", {})}
+            if old != header["settings"] or rec.get("model") != header["model"]:
+                diff = sorted(k for k in header["settings"] if old.get(k) != header["settings"][k])
                 what = f"settings ({', '.join(diff)})" if diff else \
                     f"model {rec.get('model')!r}"
                 raise ParameterError(
