@@ -98,9 +98,10 @@ def airss_search(model, composition, nform, volume_per_atom, volume_range, minse
 
     MODEL is a fitted model file or a calculator spec (sw, emt, tersoff, xtb,
     module.path:Class key=value). Each random structure has a random cell of the target
-    volume, atoms at least --minsep apart and, with --symmetry, a random space group. It is
-    relaxed (positions and cell, under --pressure) with FIRE to --fmax; failures are counted
-    with their reason. The unique structures, ranked by enthalpy per atom H = (E + pV)/N,
+    volume, atoms at least --minsep apart and, with --symmetry, a random space group (or is
+    a --cluster or a --slab). It is relaxed (positions and cell, under --pressure) with FIRE
+    to --fmax; failures are counted with their reason. The unique structures, ranked by
+    enthalpy per atom H = (E + pV)/N,
     are written to OUTPUT with info keys mlptools_energy, mlptools_enthalpy (eV),
     enthalpy_per_atom (eV/atom), volume_per_atom (Å³), pressure_GPa, spacegroup, times_found,
     structure_key and rank; a table like AIRSS's 'ca -r' goes to stdout.
