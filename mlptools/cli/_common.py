@@ -206,7 +206,7 @@ _MPI_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRA
 
 
 def mpi_comm():
-    """mpi4py's COMM_WORLD when started by mpirun/srun with more than one rank, else None."""
+    """MPI.COMM_WORLD when started by mpirun/srun with more than one rank, else None."""
     if not any(int(os.environ.get(v, "1") or 1) > 1 for v in _MPI_SIZE_VARS):
         return None
     try:
@@ -216,3 +216,20 @@ def mpi_comm():
 
         raise ParameterError("running under mpirun needs mpi4py: pip install mpi4py") from None
     return MPI.COMM_WORLD if MPI.COMM_WORLD.Get_size() > 1 else None
+
+
+@contextlib.contextmanager
+def sigterm_flag():
+    """Yield a list that gets an entry when SIGTERM arrives (batch systems stop jobs with it).
+
+    The command polls it (``lambda: bool(stop)``) and stops cleanly; the previous handler is
+    restored afterwards.
+    """
+    import signal
+
+    stop = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.append(signum))
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGTERM, previous)

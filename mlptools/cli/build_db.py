@@ -28,6 +28,7 @@ def _split_path(output, name):
     root, ext = os.path.splitext(output)
     return f"{root}.{name}{ext or '.xyz'}"
 
+
 @click.command(short_help="Generate and label a reference database.")
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @c.seed_option(required=False)

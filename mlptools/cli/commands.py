@@ -1,5 +1,6 @@
 """The list of registered subcommands. A command is added here only once it works."""
 
+from mlptools.cli.airss_search import airss_search
 from mlptools.cli.analyze import analyze
 from mlptools.cli.build_db import build_db
 from mlptools.cli.convert import convert
@@ -9,5 +10,7 @@ from mlptools.cli.info import info
 from mlptools.cli.md import md
 from mlptools.cli.quench import quench
 from mlptools.cli.validate import validate
+from mlptools.cli.wulff import wulff
 
-COMMANDS = [info, convert, build_db, describe, fit, validate, md, quench, analyze]
+COMMANDS = [info, convert, build_db, describe, fit, validate, md, quench, analyze, airss_search,
+            wulff]

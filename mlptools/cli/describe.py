@@ -44,7 +44,6 @@ def describe(inputs, output, soap_spec, acsf_spec, twobody_spec, threebody_spec,
     reads the input and writes the file, identical to a serial run.
     """
     from mlptools.descriptors import hypers as hp
-    from mlptools.errors import MlptoolsError
     from mlptools.io.extxyz import iter_frames
 
     chosen = []
@@ -67,7 +66,7 @@ def describe(inputs, output, soap_spec, acsf_spec, twobody_spec, threebody_spec,
         frames = list(iter_frames(list(inputs) or ["-"], min_distance=min_distance))
         _write(output, inputs, frames, chosen, gradients, batch_atoms, None)
         return
-    from mlptools.parallel import ase_serial
+    from mlptools.workflows._parallel import ase_serial
 
     with ase_serial():
         _describe_mpi(comm, inputs, output, chosen, gradients, batch_atoms, min_distance)

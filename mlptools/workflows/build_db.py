@@ -30,8 +30,8 @@ import numpy as np
 
 from mlptools.calculators import isolated_atom, make_calculator
 from mlptools.errors import ComputationError, InputError, MlptoolsError, ParameterError
-from mlptools.parallel import ase_serial
 from mlptools.keys import CONFIG_TYPE, ENERGY, FORCES, STRESS
+from mlptools.workflows import _parallel
 from mlptools.workflows import structures as st
 
 __all__ = [
@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 STRUCTURE_ID = "structure_id"
 ISOLATED_ATOM = "IsolatedAtom"  # config_type of the E0 frames (the GAP/MACE convention)
 CHECKPOINT_VERSION = 1
-_TAG = 77
 
 
 # ---------------------------------------------------------------------------------------------
@@ -605,7 +604,7 @@ def build_database(recipe, *, seed=None, calc=None, checkpoint=None, comm=None,
     ParameterError
         No seed or no calculator, or a checkpoint made with another calculator.
     """
-    context = ase_serial() if comm is not None else contextlib.nullcontext()
+    context = _parallel.ase_serial() if comm is not None else contextlib.nullcontext()
     with context:
         return _build_database(recipe, seed, calc, checkpoint, comm, stop_requested, progress,
                                make_calc, explore)
@@ -644,6 +643,9 @@ def _build_database(recipe, seed, calc, checkpoint, comm, stop_requested, progre
     stopped = False
     n_now = 0
 
+    def label(atoms):
+        return _label_record(atoms, calc_spec, calc_holder, make_calc)
+
     def record_done(rec):
         nonlocal n_now
         done[rec["id"]] = rec
@@ -659,13 +661,11 @@ def _build_database(recipe, seed, calc, checkpoint, comm, stop_requested, progre
                 if stop_requested():
                     stopped = True
                     break
-                record_done(_label_record(atoms, calc_spec, calc_holder, make_calc))
+                record_done(label(atoms))
         elif rank == 0:
-            stopped = _run_writer(comm, mine, calc_spec, calc_holder, make_calc, stop_requested,
-                                  record_done)
+            stopped = _parallel.run_writer(comm, mine, label, stop_requested, record_done)
         else:
-            stopped, n_now = _run_worker(comm, mine, calc_spec, calc_holder, make_calc,
-                                         stop_requested)
+            stopped, n_now = _parallel.run_worker(comm, mine, label, stop_requested)
     finally:
         if ckpt is not None:
             ckpt.close()
@@ -731,51 +731,3 @@ def _prepare(recipe, seed, calc_spec, ckpt, make_calc, explore=None):
     ids = {a.info[STRUCTURE_ID] for a in frames}
     done = {k: v for k, v in done.items() if k in ids}
     return frames, duplicates, done
-
-
-def _run_writer(comm, mine, calc_spec, calc_holder, make_calc, stop_requested, record_done):
-    """Rank 0: label its share, and write every rank's results as they arrive."""
-    from mpi4py import MPI
-
-    pending = comm.Get_size() - 1
-    stopped = False
-
-    def handle(msg):
-        nonlocal pending, stopped
-        kind, body = msg
-        if kind == "result":
-            record_done(body)
-        else:  # "done"
-            pending -= 1
-            stopped = stopped or body
-
-    def drain(block=False):
-        while pending and (block or comm.iprobe(source=MPI.ANY_SOURCE, tag=_TAG)):
-            handle(comm.recv(source=MPI.ANY_SOURCE, tag=_TAG))
-
-    for atoms in mine:
-        drain()
-        if stop_requested():
-            stopped = True
-            break
-        record_done(_label_record(atoms, calc_spec, calc_holder, make_calc))
-    drain(block=True)
-    return stopped
-
-
-def _run_worker(comm, mine, calc_spec, calc_holder, make_calc, stop_requested):
-    """Other ranks: label their share and send each record to rank 0; returns (stopped, n)."""
-    stopped, n = False, 0
-    try:
-        for atoms in mine:
-            if stop_requested():
-                stopped = True
-                break
-            rec = _label_record(atoms, calc_spec, calc_holder, make_calc)
-            rec["rank"] = comm.Get_rank()
-            comm.send(("result", rec), dest=0, tag=_TAG)
-            n += 1
-    finally:
-        # always tell the writer, even on an unexpected error, so rank 0 never waits forever
-        comm.send(("done", stopped), dest=0, tag=_TAG)
-    return stopped, n
