@@ -12,7 +12,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml setup.py $(wildcard cython_ext/*.pyx cython_ext/*.pxd cython_ext/*.h)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --upgrade pip "setuptools>=77" "Cython>=3.0" wheel
 	$(BIN)/python -m pip install --quiet -e '.[all]'
 	touch $@
 
