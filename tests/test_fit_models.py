@@ -1,0 +1,312 @@
+"""Fitted models (GAP, linear, quadratic): exact derivatives, invariances, accuracy on SW data,
+file round trips, E0, the ZBL baseline and the stacked QR solver."""
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.singlepoint import SinglePointCalculator
+from gradcheck import directional_derivative, numerical_strain_gradient
+
+import mlptools
+from mlptools import keys
+from mlptools.calculators import make_calculator
+from mlptools.errors import ComputationError, InputError, ParameterError
+from mlptools.models import baselines, training
+from mlptools.models.base import fit_e0, load_model, parse_e0, save_model
+from mlptools.models.sparsify import select_rows
+from mlptools.workflows.fit import fit_model
+
+SOAP = {"cutoff": 4.5, "cutoff_width": 1.0, "n_max": 6, "l_max": 4, "sigma": 0.5}
+
+
+def sw_frames(rng, n, *, repeat=(1, 1, 1), rattle=0.12, strain=0.03):
+    """Rattled, strained diamond Si labelled with Stillinger-Weber."""
+    calc = make_calculator("sw")
+    out = []
+    for _ in range(n):
+        atoms = bulk("Si", "diamond", a=5.431, cubic=True).repeat(repeat)
+        eps = rng.uniform(-strain, strain, (3, 3))
+        atoms.set_cell(atoms.cell.array @ (np.eye(3) + 0.5 * (eps + eps.T)), scale_atoms=True)
+        atoms.positions += rng.normal(0, rattle, atoms.positions.shape)
+        atoms.calc = calc
+        e, f, s = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
+        atoms.calc = SinglePointCalculator(atoms, energy=e, forces=f, stress=s)
+        atoms.info["config_type"] = "bulk"
+        out.append(atoms)
+    return out
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(7)
+    # 16-atom cells: with 8 the rattled second shell (3.84 Å) crosses SW's 3.77 Å cutoff in too
+    # few environments to learn from
+    return sw_frames(rng, 30, repeat=(2, 1, 1)), sw_frames(rng, 10, repeat=(2, 1, 1))
+
+
+HYPERS = {
+    "gap": {"soap": SOAP, "n_sparse": 150},
+    "linear": {"soap": {**SOAP, "normalize": False}},
+    "quadratic": {"soap": {**SOAP, "normalize": False}, "n_components": 12},
+}
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    train, valid = data
+    return {kind: fit_model(kind, train, h, rng=np.random.default_rng(1), valid=valid)
+            for kind, h in HYPERS.items()}
+
+
+def _probe(rng):
+    atoms = bulk("Si", "diamond", a=5.431).repeat(2)          # non-orthogonal cell
+    atoms.positions += rng.normal(0, 0.1, atoms.positions.shape)
+    return atoms
+
+
+@pytest.mark.parametrize("kind", list(HYPERS))
+def test_forces_are_minus_energy_gradient(fitted, kind, rng):
+    model = fitted[kind].model
+    atoms = _probe(rng)
+    res = model.predict(atoms)
+
+    def energy(pos):
+        a = atoms.copy()
+        a.positions = pos
+        return model.predict(a, forces=False, stress=False)["energy"]
+
+    for _ in range(3):
+        u = rng.normal(size=atoms.positions.shape)
+        u /= np.linalg.norm(u)
+        # h = 3e-4 Å: GAP energies carry ~1e-11 eV of rounding (large, cancelling α), so much
+        # smaller steps are noise-dominated; observed FD errors here are <= 1e-7 eV/Å
+        fd = directional_derivative(energy, atoms.positions, u, h=3e-4)
+        assert np.sum(res["forces"] * u) == pytest.approx(fd, rel=1e-6, abs=5e-7)
+
+
+@pytest.mark.parametrize("kind", list(HYPERS))
+def test_stress_is_strain_derivative_over_volume(fitted, kind, rng):
+    model = fitted[kind].model
+    atoms = _probe(rng)
+    res = model.predict(atoms)
+
+    def energy(pos, cell):
+        a = atoms.copy()
+        a.set_cell(cell)
+        a.positions = pos
+        return model.predict(a, forces=False, stress=False)["energy"]
+
+    dE = numerical_strain_gradient(energy, atoms.positions, atoms.cell.array, h=2e-4)
+    m = dE / atoms.get_volume()
+    voigt = np.array([m[0, 0], m[1, 1], m[2, 2], m[1, 2], m[0, 2], m[0, 1]])
+    np.testing.assert_allclose(res["stress"], voigt, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("kind", list(HYPERS))
+def test_rotation_translation_invariance(fitted, kind, rng):
+    model = fitted[kind].model
+    atoms = _probe(rng)
+    ref = model.predict(atoms)
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    moved = atoms.copy()
+    moved.set_cell(atoms.cell.array @ q.T)
+    moved.positions = atoms.positions @ q.T + rng.normal(size=3)
+    got = model.predict(moved)
+    assert got["energy"] == pytest.approx(ref["energy"], rel=1e-10, abs=1e-9)
+    np.testing.assert_allclose(got["forces"], ref["forces"] @ q.T, atol=1e-8)
+    np.testing.assert_allclose(got["energies"], ref["energies"], atol=1e-9)
+
+
+# tolerances: SW is a 3-body potential that these models can represent closely; measured
+# held-out errors (GAP ~1.5 meV/atom, ~0.1 eV/Å; linear/quadratic below that) with 2x margin
+TOLERANCE = {"gap": (4.0, 0.2), "linear": (2.0, 0.12), "quadratic": (2.0, 0.12)}
+
+
+@pytest.mark.parametrize("kind", list(HYPERS))
+def test_reproduces_stillinger_weber_on_held_out_frames(fitted, data, kind):
+    _, valid = data
+    row = fitted[kind].valid_errors.overall
+    force_rms = np.sqrt(np.mean(np.concatenate([a.get_forces().ravel() for a in valid]) ** 2))
+    e_tol, f_tol = TOLERANCE[kind]
+    assert row.energy_rmse < e_tol, row
+    assert row.forces_rmse < f_tol * force_rms / 1.0, (row, force_rms)
+    assert row.n_frames == len(valid)
+
+
+@pytest.mark.parametrize("kind", list(HYPERS))
+def test_file_round_trip_gives_identical_predictions(fitted, kind, tmp_path, rng):
+    model = fitted[kind].model
+    path = tmp_path / f"{kind}.h5"
+    save_model(path, model, provenance={"test": True})
+    calc = mlptools.load(path)
+    assert calc.model.kind == kind
+    assert calc.species == (14,)
+    assert calc.cutoff == pytest.approx(4.5)
+    atoms = _probe(rng)
+    ref = model.predict(atoms)
+    atoms.calc = calc
+    assert atoms.get_potential_energy() == ref["energy"]
+    np.testing.assert_array_equal(atoms.get_forces(), ref["forces"])
+    np.testing.assert_array_equal(atoms.get_stress(), ref["stress"])
+    np.testing.assert_array_equal(calc.get_property("energies", atoms), ref["energies"])
+    assert load_model(path).training_errors["train"]["rows"][-1]["config_type"] == "overall"
+
+
+def test_unknown_species_raises_input_error(fitted):
+    atoms = bulk("C", "diamond", a=3.57)
+    atoms.calc = mlptools.models.calculator.MlpCalculator(fitted["gap"].model)
+    with pytest.raises(InputError, match="species C not covered by the model"):
+        atoms.get_potential_energy()
+
+
+def test_gap_uncertainty_grows_away_from_the_data(fitted, data, rng):
+    model = fitted["gap"].model
+    near = data[1][0]
+    far = bulk("Si", "diamond", a=5.431 * 0.8, cubic=True)   # 20 % compressed: no data there
+    far.positions += rng.normal(0, 0.05, far.positions.shape)
+    pn = model.predict(near, uncertainty=True)
+    pf = model.predict(far, uncertainty=True)
+    for p, atoms in ((pn, near), (pf, far)):
+        assert p[keys.ENERGIES_UNCERTAINTY].shape == (len(atoms),)
+        assert p[keys.FORCES_UNCERTAINTY].shape == (len(atoms),)
+        assert np.all(p[keys.ENERGIES_UNCERTAINTY] >= 0)
+    assert pf[keys.ENERGIES_UNCERTAINTY].mean() > 5 * pn[keys.ENERGIES_UNCERTAINTY].mean()
+    assert pf[keys.FORCES_UNCERTAINTY].mean() > pn[keys.FORCES_UNCERTAINTY].mean()
+    assert pn[keys.ENERGY_UNCERTAINTY] == pytest.approx(
+        np.sqrt(np.sum(pn[keys.ENERGIES_UNCERTAINTY] ** 2)))
+
+
+def test_gap_variance_is_prior_far_from_every_sparse_point(fitted):
+    model = fitted["gap"].model
+    # a feature vector orthogonal to every sparse point: k_x = 0, variance = δ² k(x, x)
+    X = np.zeros((1, model.sparse_features.shape[1]))
+    var = model.local_variance(X + 0.0, np.zeros((1, model.n_sparse)))
+    assert var[0] == pytest.approx(0.0)
+    x = model.sparse_features[:1]
+    kx = model.delta ** 2 * (x @ model.sparse_features.T) ** model.zeta
+    # at a sparse point the posterior variance is below the prior δ²
+    assert model.local_variance(x, kx)[0] < 0.5 * model.delta ** 2
+
+
+# --------------------------------------------------------------------------------- E0, baseline
+
+
+def test_e0_isolated_given_and_fitted(rng):
+    a = bulk("Si", "diamond", a=5.43, cubic=True)
+    frames = []
+    for k in range(5):
+        f = a.copy()
+        f.numbers[: k + 1] = 32
+        n_ge = k + 1
+        f.calc = SinglePointCalculator(f, energy=-4.0 * (8 - n_ge) - 3.5 * n_ge)
+        frames.append(f)
+    e0, method = fit_e0(frames, (14, 32))
+    assert method == "fitted"
+    assert e0[14] == pytest.approx(-4.0) and e0[32] == pytest.approx(-3.5)
+    from ase import Atoms
+
+    iso = Atoms("Si", positions=[[0, 0, 0]])
+    iso.calc = SinglePointCalculator(iso, energy=-0.16)
+    iso.info["config_type"] = "IsolatedAtom"
+    e0, method = fit_e0(frames + [iso], (14, 32), given={32: -0.1})
+    assert e0 == {14: -0.16, 32: -0.1} and method == "given+isolated"
+    assert parse_e0("Si=-0.16, Ge=-0.1") == {14: -0.16, 32: -0.1}
+    with pytest.raises(ParameterError, match="unknown element 'Xx'"):
+        parse_e0("Xx=1")
+
+
+def test_zbl_energy_forces_stress(rng):
+    zbl = baselines.ZBL()
+    r_in, r_out = zbl.radii(14, 14)
+    atoms = bulk("Si", "diamond", a=5.431, cubic=True)
+    atoms.positions += rng.normal(0, 0.05, atoms.positions.shape)
+    atoms.positions[1] = atoms.positions[0] + [0.9, 0.3, 0.2]          # a close contact
+    res = zbl.compute(atoms)
+    d = np.linalg.norm(atoms.positions[1] - atoms.positions[0])
+    assert d < r_in
+    phi, _ = baselines.zbl_pair(np.array([d]), 14, 14)
+    # only the one close pair is inside r_out: its energy is the bare ZBL value
+    assert res["energies"].sum() == pytest.approx(phi[0], rel=1e-12)
+    # the universal screening at x = r/a = 1, from the published coefficients:
+    # 0.18175 e^-3.1998 + 0.50986 e^-0.94229 + 0.28022 e^-0.4029 + 0.02817 e^-0.20162 = 0.41644
+    a = 0.46850 / (2 * 14 ** 0.23)
+    phi1, _ = baselines.zbl_pair(np.array([a]), 14, 14)
+    assert phi1[0] * a / (baselines.E2_4PIEPS0 * 196) == pytest.approx(0.41644, abs=1e-5)
+
+    # a contact inside the switching region: finite differences of forces and stress
+    atoms.positions[1] = atoms.positions[0] + [1.3, 0.3, 0.2]
+    res = zbl.compute(atoms)
+
+    def energy(pos, cell=None):
+        b = atoms.copy()
+        if cell is not None:
+            b.set_cell(cell)
+        b.positions = pos
+        return zbl.compute(b, forces=False, stress=False)["energies"].sum()
+
+    u = rng.normal(size=atoms.positions.shape)
+    fd = directional_derivative(energy, atoms.positions, u, h=1e-6)
+    assert np.sum(res["forces"] * u) == pytest.approx(fd, rel=1e-6)
+    dE = numerical_strain_gradient(energy, atoms.positions, atoms.cell.array, h=1e-6)
+    np.testing.assert_allclose(res["virial_de"], dE, rtol=1e-6, atol=1e-7)
+    assert baselines.from_string("none") is None
+    with pytest.raises(ParameterError, match="inner < outer"):
+        baselines.from_string("zbl inner=0.8 outer=0.7")
+
+
+# --------------------------------------------------------------------------------- solver
+
+
+def test_stacked_qr_matches_lstsq(rng):
+    A = rng.normal(size=(5000, 60))
+    b = rng.normal(size=5000)
+    qr = training.StackedQR(60, block=700)
+    for k in range(0, 5000, 333):
+        qr.add(A[k:k + 333], b[k:k + 333])
+    w, R = qr.solve()
+    ref = np.linalg.lstsq(A, b, rcond=None)[0]
+    np.testing.assert_allclose(w, ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(R.T @ R, A.T @ A, rtol=1e-9, atol=1e-9)
+    sing = training.StackedQR(3)
+    sing.add(np.array([[1.0, 1.0, 0.0], [2.0, 2.0, 0.0]]), np.ones(2))
+    with pytest.raises(ComputationError, match="singular least-squares system: raise x"):
+        sing.solve("raise x")
+
+
+def test_sparse_selection(rng):
+    X = rng.normal(size=(300, 10))
+    X = np.vstack([X, X[:50]])                      # duplicates are never picked twice
+    for method in ("cur", "fps"):
+        rows = select_rows(X, 40, method, rng=rng)
+        assert len(rows) == 40 == len(np.unique(np.round(X[rows], 10), axis=0))
+    assert len(select_rows(X, 1000, "fps", rng=rng)) == 300
+    with pytest.raises(ParameterError, match="sparse method"):
+        select_rows(X, 4, "random", rng=rng)
+
+
+def test_singular_linear_system_names_the_hyper(data):
+    train, _ = data
+    with pytest.raises(ComputationError, match="ridge"):
+        fit_model("linear", train[:1], {"soap": {**SOAP, "normalize": False}, "ridge": 0.0,
+                                        "sigma_force": 0.0, "sigma_virial": 0.0},
+                  rng=np.random.default_rng(0))
+
+
+def test_frames_without_forces_are_refused_when_sigma_force_is_set(data):
+    train, _ = data
+    a = train[0].copy()
+    a.calc = SinglePointCalculator(a, energy=train[0].get_potential_energy())
+    with pytest.raises(InputError, match="frame 1: no forces"):
+        fit_model("linear", [train[1], a], HYPERS["linear"], rng=np.random.default_rng(0))
+
+
+def test_hypers_round_trip_and_unknown_key():
+    from mlptools.models.gap import GapHypers
+    from mlptools.models.linear import LinearHypers
+
+    h = GapHypers.from_dict({"soap": SOAP, "zeta": 2, "n_sparse": 10})
+    assert GapHypers.from_dict(h.to_dict()) == h
+    assert GapHypers.from_json(h.to_json()) == h
+    assert LinearHypers.from_string("ridge=1e-3 n_components=5").n_components == 5
+    with pytest.raises(ParameterError, match="did you mean 'n_sparse'"):
+        GapHypers.from_dict({"n_spars": 10})
