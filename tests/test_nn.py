@@ -5,7 +5,6 @@ energy w.r.t. positions and strain), symmetry, and a reference potential (Stilli
 ``mlptools.calculators``) whose held-out errors a fitted network must reach.
 """
 
-import h5py
 import numpy as np
 import pytest
 from ase import Atoms
@@ -13,11 +12,13 @@ from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
 from gradcheck import directional_derivative, numerical_strain_gradient
 
+import mlptools
 from mlptools.calculators import make_calculator
 from mlptools.descriptors.acsf import load_acsf_hypers
 from mlptools.descriptors.hypers import SoapHypers
 from mlptools.errors import InputError, ParameterError
 from mlptools.models import nn
+from mlptools.models.base import load_model, save_model
 from mlptools.workflows import structures as st
 
 COMPACT = load_acsf_hypers("compact")
@@ -57,12 +58,11 @@ def sw_data():
 def trained(sw_data):
     train, _ = sw_data
     hypers = nn.NNHypers(hidden=(15, 15), max_iter=800, patience=300)
-    return nn.fit_nn(train, hypers, rng=np.random.default_rng(3),
-                     descriptor=load_acsf_hypers("default"))
+    return nn.fit_nn(train, hypers, rng=np.random.default_rng(3))
 
 
-def _model_and_block(frames, hypers, rng, descriptor=COMPACT):
-    ds, targets, common = nn.prepare_training(frames, hypers, descriptor=descriptor)
+def _model_and_block(frames, hypers, rng):
+    ds, targets, common = nn.prepare_training(frames, hypers)
     species = common["species"]
     mean, std = nn._feature_scaling(ds, species)
     model = nn.NNModel(nn_hypers=hypers, descriptor_hypers=ds.hypers, params={},
@@ -88,7 +88,8 @@ def _two_species_frames(rng):
 def test_loss_gradient_matches_finite_differences(activation, system, rng):
     """dL/dθ of the energy + force + virial loss (double back-propagation) against FD."""
     frames = si_frames(3, rng) if system == "si" else _two_species_frames(rng)
-    hypers = nn.NNHypers(hidden=(5, 4), activation=activation, l2=1e-3)
+    hypers = nn.NNHypers(hidden=(5, 4), activation=activation, l2=1e-3, acsf=COMPACT,
+                         baseline="none")
     model, block, theta = _model_and_block(frames, hypers, rng)
     loss, grad = nn._loss(theta, block, model)
     assert loss > 0
@@ -109,7 +110,7 @@ def test_each_loss_term_gradient(terms, rng):
     sig = {"energy": dict(sigma_force=0, sigma_virial=0),
            "forces": dict(sigma_energy=1e3, sigma_virial=0),
            "virial": dict(sigma_energy=1e3, sigma_force=0)}[terms]
-    hypers = nn.NNHypers(hidden=(6,), l2=0.0, **sig)
+    hypers = nn.NNHypers(hidden=(6,), l2=0.0, acsf=COMPACT, **sig)
     model, block, theta = _model_and_block(si_frames(2, rng), hypers, rng)
     _, grad = nn._loss(theta, block, model)
     for _ in range(3):
@@ -149,7 +150,8 @@ def test_forces_and_stress_are_derivatives_of_energy(trained, rng):
 def test_soap_network_forces_match_finite_differences(rng):
     frames = si_frames(4, rng)
     soap = SoapHypers(cutoff=4.0, cutoff_width=1.0, n_max=3, l_max=2, sigma=0.5)
-    model = nn.fit_nn(frames, "hidden=6 max_iter=5 valid_fraction=0", rng=rng, descriptor=soap)
+    hypers = nn.NNHypers(hidden=(6,), max_iter=5, valid_fraction=0.0, descriptor="soap", soap=soap)
+    model = nn.fit_nn(frames, hypers, rng=rng)
     atoms = frames[0].copy()
     res = model.predict(atoms)
     u = rng.normal(size=atoms.positions.shape)
@@ -209,8 +211,8 @@ def test_learns_stillinger_weber_silicon(trained, sw_data):
 def test_adam_reduces_the_loss(sw_data):
     train, _ = sw_data
     hypers = nn.NNHypers(hidden=(10,), optimizer="adam", max_iter=30, batch_size=8,
-                         learning_rate=0.01, patience=0)
-    ds, targets, common = nn.prepare_training(train[:24], hypers, descriptor=COMPACT)
+                         learning_rate=0.01, patience=0, acsf=COMPACT)
+    ds, targets, common = nn.prepare_training(train[:24], hypers)
     model = nn.train_nn(ds, targets, hypers, rng=np.random.default_rng(0), common=common)
     block = nn._Block(ds, model.species, model.feature_mean, model.feature_std, targets)
     start = np.concatenate([nn._init_params(model._shapes(), np.random.default_rng(0))])
@@ -219,16 +221,18 @@ def test_adam_reduces_the_loss(sw_data):
 
 def test_h5_round_trip_gives_identical_predictions(trained, tmp_path, rng):
     path = tmp_path / "nn.h5"
-    with h5py.File(path, "w") as f:
-        trained.to_h5(f.create_group("model"))
-    common = dict(species=trained.species, e0=trained.e0, e0_method=trained.e0_method)
-    with h5py.File(path, "r") as f:
-        back = nn.NNModel.from_h5(f["model"], common)
+    save_model(path, trained)
+    back = load_model(path)
+    assert isinstance(back, nn.NNModel)
     atoms = si_frames(1, rng)[0]
     a, b = trained.predict(atoms), back.predict(atoms)
     for key in ("energy", "energies", "forces", "stress"):
         np.testing.assert_array_equal(a[key], b[key])
     assert back.nn_hypers == trained.nn_hypers
+    calc = mlptools.load(path)
+    atoms.calc = calc
+    np.testing.assert_array_equal(atoms.get_forces(), a["forces"])
+    assert calc.species == (14,)
 
 
 def test_unknown_species_is_an_input_error(trained):
@@ -240,8 +244,8 @@ def test_unknown_species_is_an_input_error(trained):
 def test_weights_zero_structures_are_not_fitted(sw_data):
     """A structure given weight 0 has no influence: the same fit with it removed."""
     train, _ = sw_data
-    hypers = nn.NNHypers(hidden=(6,), max_iter=20, valid_fraction=0.0)
-    ds, targets, common = nn.prepare_training(train[:6], hypers, descriptor=COMPACT)
+    hypers = nn.NNHypers(hidden=(6,), max_iter=20, valid_fraction=0.0, acsf=COMPACT)
+    ds, targets, common = nn.prepare_training(train[:6], hypers)
     w = np.ones(6)
     w[2] = 0
     a = nn.train_nn(ds, targets, hypers, rng=np.random.default_rng(1), common=common, weight=w)
@@ -260,6 +264,7 @@ def test_weights_zero_structures_are_not_fitted(sw_data):
     ("valid_fraction=1", "'valid_fraction' must be in"),
     ("max_iter=0", "'max_iter' must be an integer >= 1"),
     ("hiden=3", "did you mean 'hidden'"),
+    ("descriptor=distance_2b", "'descriptor' must be one of acsf, soap"),
 ])
 def test_bad_hypers(spec, match):
     with pytest.raises(ParameterError, match=match):
@@ -274,9 +279,11 @@ def test_hypers_round_trip():
 
 def test_pair_descriptor_rejected(sw_data):
     from mlptools.descriptors.hypers import TwoBodyHypers
+    from mlptools.descriptors.nbody import distance_2b
 
     with pytest.raises(ParameterError, match="per-atom descriptors"):
-        nn.fit_nn(sw_data[0][:2], rng=np.random.default_rng(0), descriptor=TwoBodyHypers())
+        nn.train_nn(distance_2b(sw_data[0][:2], TwoBodyHypers()), None,
+                    rng=np.random.default_rng(0), common={})
 
 
 def test_mlearn_silicon_subset(shared_data):
@@ -285,8 +292,8 @@ def test_mlearn_silicon_subset(shared_data):
 
     train = list(iter_frames([shared_data / "mlearn" / "Si" / "train.xyz"]))[::7]
     test = list(iter_frames([shared_data / "mlearn" / "Si" / "test.xyz"]))[::3]
-    model = nn.fit_nn(train, "hidden=15,15 max_iter=300 patience=100",
-                      rng=np.random.default_rng(0), descriptor=COMPACT)
+    model = nn.fit_nn(train, "hidden=15,15 max_iter=300 patience=100 acsf=compact",
+                      rng=np.random.default_rng(0))
     df, f_ref = [], []
     for atoms in test:
         df.append(model.predict(atoms)["forces"] - atoms.get_forces())

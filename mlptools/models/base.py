@@ -301,5 +301,7 @@ def load_model(path):
 
 def _import_kinds():
     """Import the modules that register the built-in kinds."""
+    import mlptools.models.committee  # noqa: F401
     import mlptools.models.gap  # noqa: F401
     import mlptools.models.linear  # noqa: F401
+    import mlptools.models.nn  # noqa: F401

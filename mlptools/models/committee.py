@@ -32,14 +32,16 @@ import math
 import numpy as np
 
 from mlptools import keys
-from mlptools.errors import InputError, ParameterError
+from mlptools.errors import ComputationError, InputError, ParameterError
+from mlptools.models.base import Model, register
 
-__all__ = ["Committee", "bootstrap_weights", "calibrate", "fit_nn_committee"]
+__all__ = ["Committee", "bootstrap_weights", "calibrate", "fit_committee", "fit_nn_committee"]
 
 logger = logging.getLogger(__name__)
 
 
-class Committee:
+@register("committee")
+class Committee(Model):
     """Mean and spread of K fitted models of one kind (see the module docstring).
 
     Parameters
@@ -53,8 +55,8 @@ class Committee:
     kind = "committee"
 
     def __init__(self, *, members, energy_uncertainty_scale=1.0, force_uncertainty_scale=1.0,
-                 info=None, species, e0, e0_method="fitted", baseline=None, hypers=None,
-                 training_errors=None):
+                 info=None, **common):
+        super().__init__(**common)
         members = list(members)
         if len(members) < 2:
             raise ParameterError(f"a committee needs at least 2 members, got {len(members)}")
@@ -62,12 +64,6 @@ class Committee:
         if len(kinds) != 1:
             raise ParameterError(f"committee members of different kinds: {sorted(kinds)}")
         self.members = members
-        self.species = tuple(int(z) for z in species)
-        self.e0 = {int(z): float(e0[z]) for z in self.species}
-        self.e0_method = e0_method
-        self.baseline = baseline
-        self.hypers = hypers or {}
-        self.training_errors = training_errors or {"train": None, "valid": None}
         self.energy_uncertainty_scale = float(energy_uncertainty_scale)
         self.force_uncertainty_scale = float(force_uncertainty_scale)
         self.info = dict(info or {})
@@ -127,13 +123,6 @@ class Committee:
             out[keys.FORCES_UNCERTAINTY] = a_f * np.sqrt(f_knc.var(axis=0).mean(axis=1))
         return out
 
-    def predict(self, atoms, *, forces=True, stress=True, uncertainty=False):
-        """E0 + baseline + member mean, as ASE calculator results (with the spread keys)."""
-        from mlptools.models.nn import predict_with_common
-
-        return predict_with_common(self, atoms, forces=forces, stress=stress,
-                                   uncertainty=uncertainty)
-
     def to_h5(self, group):
         """Fill the ``/model`` group: one sub-group per member in its kind's layout."""
         group.attrs["member_kind"] = self.member_kind
@@ -145,13 +134,12 @@ class Committee:
             m.to_h5(group.create_group(f"member_{k}"))
 
     @classmethod
-    def from_h5(cls, group, common, kinds=None):
-        """Read what :meth:`to_h5` wrote. ``kinds`` maps a member kind to its class."""
-        where = getattr(getattr(group, "file", None), "filename", "model file")
-        if kinds is None:
-            from mlptools.models.nn import NNModel
+    def from_h5(cls, group, common):
+        """Read what :meth:`to_h5` wrote (members through the registry of model kinds)."""
+        from mlptools.models.base import MODEL_KINDS
 
-            kinds = {"nn": NNModel}
+        where = getattr(getattr(group, "file", None), "filename", "model file")
+        kinds = {k: v for k, v in MODEL_KINDS.items() if k != cls.kind}
         try:
             member_kind = _text(group.attrs["member_kind"])
             n = int(group.attrs["n_members"])
@@ -177,12 +165,11 @@ def bootstrap_weights(n_structures, rng):
                        minlength=n_structures).astype(np.float64)
 
 
-def fit_nn_committee(frames, hypers=None, *, n_members, rng, descriptor=None, e0=None,
-                     bootstrap=True):
+def fit_nn_committee(frames, hypers=None, *, n_members, rng, bootstrap=True):
     """Fit ``n_members`` Behler–Parrinello networks on bootstrap resamples of ``frames``.
 
-    The descriptors, targets, E0 and feature layout are computed once and shared; each member
-    gets its own generator (initial weights, validation split) and, with ``bootstrap``, its own
+    The descriptors, targets, E0 and baseline are computed once and shared; each member gets
+    its own generator (initial weights, validation split) and, with ``bootstrap``, its own
     resample of the structures (as per-structure counts).
 
     Parameters
@@ -191,7 +178,6 @@ def fit_nn_committee(frames, hypers=None, *, n_members, rng, descriptor=None, e0
     hypers : NNHypers, dict or spec string
     n_members : int >= 2
     rng : numpy.random.Generator
-    descriptor, e0 : as :func:`mlptools.models.nn.fit_nn`
     bootstrap : bool, resample the structures for each member (else all, different seeds only)
 
     Returns
@@ -200,19 +186,70 @@ def fit_nn_committee(frames, hypers=None, *, n_members, rng, descriptor=None, e0
     """
     from mlptools.models import nn
 
-    if not (isinstance(n_members, int) and n_members >= 2):
-        raise ParameterError(f"a committee needs at least 2 members, got {n_members!r}")
-    ds, targets, common = nn.prepare_training(frames, hypers, descriptor=descriptor, e0=e0)
+    _check_members(n_members)
+    hypers = nn.as_nn_hypers(hypers)
+    ds, targets, common = nn.prepare_training(frames, hypers)
     members = []
-    seeds = rng.spawn(n_members)
-    for k, member_rng in enumerate(seeds):
+    for k, member_rng in enumerate(rng.spawn(n_members)):
         weight = bootstrap_weights(ds.n_structures, member_rng) if bootstrap else None
-        logger.info("committee: member %d of %d", k + 1, n_members)
+        logger.info("committee: nn member %d of %d", k + 1, n_members)
         members.append(nn.train_nn(ds, targets, hypers, rng=member_rng, common=common,
                                    weight=weight))
-    info = {"bootstrap": bool(bootstrap), "member_train_seconds":
-            [m.info.get("train_seconds") for m in members]}
+    info = {"bootstrap": bool(bootstrap),
+            "member_train_seconds": [m.info.get("train_seconds") for m in members]}
     return Committee(members=members, info=info, **common)
+
+
+def fit_committee(fit_member, frames, hypers, *, n_members, rng, bootstrap=True):
+    """A committee of any kind: ``fit_member(frames, hypers, rng=...)`` on resampled frames.
+
+    E0 is fixed from all ``frames`` first (written into each member's ``e0`` hyper), so the
+    members share it and it cancels in the spread. A resample that misses a species is drawn
+    again.
+
+    Parameters
+    ----------
+    fit_member : callable, e.g. :func:`mlptools.models.linear.fit_linear`
+    frames : sequence of labelled ase.Atoms
+    hypers : the kind's hypers dataclass (a :class:`~mlptools.models.gap.FitCommon`)
+    n_members : int >= 2
+    rng : numpy.random.Generator
+    bootstrap : bool, resample the frames with replacement (else all frames, seeds differ)
+    """
+    import dataclasses
+
+    from ase.data import chemical_symbols
+
+    from mlptools.models.gap import make_common, training_species
+
+    _check_members(n_members)
+    frames = list(frames)
+    species = training_species(frames)
+    common = make_common(frames, hypers, species)
+    e0 = ",".join(f"{chemical_symbols[z]}={common['e0'][z]!r}" for z in species)
+    hypers = dataclasses.replace(hypers, e0=e0)
+    members = []
+    for k, member_rng in enumerate(rng.spawn(n_members)):
+        subset = frames
+        if bootstrap:
+            for _ in range(100):
+                pick = member_rng.integers(0, len(frames), size=len(frames))
+                if training_species([frames[i] for i in np.unique(pick)]) == species:
+                    break
+            else:
+                raise ComputationError("committee: bootstrap resamples keep missing a species; "
+                                       "add structures of every species or bootstrap=False")
+            subset = [frames[i] for i in pick]
+        logger.info("committee: %s member %d of %d", hypers.type, k + 1, n_members)
+        members.append(fit_member(subset, hypers, rng=member_rng))
+    common = {key: getattr(members[0], key) for key in ("species", "e0", "e0_method", "baseline",
+                                                         "hypers")}
+    return Committee(members=members, info={"bootstrap": bool(bootstrap)}, **common)
+
+
+def _check_members(n_members):
+    if not (isinstance(n_members, int) and not isinstance(n_members, bool) and n_members >= 2):
+        raise ParameterError(f"a committee needs at least 2 members, got {n_members!r}")
 
 
 def calibrate(committee, frames):

@@ -55,8 +55,6 @@ Model file group ``/model`` (kind "nn")::
     species_<Z>/feature_std   (F,) float64
 """
 
-from __future__ import annotations
-
 import dataclasses
 import json
 import logging
@@ -68,8 +66,11 @@ import numpy as np
 import scipy.sparse
 
 from mlptools import keys
-from mlptools.descriptors.hypers import Hypers
+from mlptools.descriptors.acsf import load_acsf_hypers
+from mlptools.descriptors.hypers import AcsfHypers, SoapHypers
 from mlptools.errors import ComputationError, InputError, ParameterError
+from mlptools.models.base import Model, register
+from mlptools.models.gap import FitCommon, _as_hypers, prepare_fit, training_species
 
 __all__ = [
     "NNHypers",
@@ -101,34 +102,54 @@ def _count(x):
     return isinstance(x, int) and not isinstance(x, bool)
 
 
+#: descriptors of nn fits: the ACSF "default" preset, or (descriptor=soap) this SOAP
+DEFAULT_ACSF = load_acsf_hypers("default")
+DEFAULT_SOAP = SoapHypers(cutoff=5.0, cutoff_width=1.0, n_max=6, l_max=4, sigma=0.5,
+                          normalize=False)
+
+
+def acsf_from(value):
+    """AcsfHypers from AcsfHypers, a dict, a preset name / JSON file, or a spec string."""
+    if isinstance(value, AcsfHypers):
+        return value
+    if isinstance(value, dict):
+        return AcsfHypers.from_dict(value)
+    text = str(value)
+    return AcsfHypers.from_string(text) if "=" in text else load_acsf_hypers(text)
+
+
 @dataclasses.dataclass(frozen=True)
-class NNHypers(Hypers):
-    """Architecture and training settings of a Behler–Parrinello network (``type = "nn"``).
+class NNHypers(FitCommon):
+    """Hypers of :func:`fit_nn` (``type = "nn"``): descriptor, architecture and training.
 
     Attributes
     ----------
+    descriptor : str. ``"acsf"`` or ``"soap"``: which of the two fields below the networks use.
+    acsf : AcsfHypers (default: the ``default`` preset; a preset name, JSON file or spec string
+        on input). soap : SoapHypers (default: cutoff 5 Å, n_max 6, l_max 4, not normalised).
+        Species are set from the data.
     hidden : tuple of int. Hidden layer widths (the same for every species), e.g. ``(25, 25)``.
     activation : str. ``"tanh"`` or ``"softplus"``.
-    sigma_energy : float, eV/atom. Energy σ_E (×√n per structure; smaller = more weight).
-    sigma_force : float, eV/Å. Force σ_F (0 = forces not fitted).
-    sigma_virial : float, eV/atom. Virial σ_V (×√n; 0 = stress not fitted).
     l2 : float. Weight decay λ on the weight matrices (not the biases), dimensionless.
     optimizer : str. ``"lbfgs"`` (full batch) or ``"adam"`` (mini-batches of structures).
     max_iter : int. L-BFGS iterations, or Adam epochs.
-    valid_fraction : float. Fraction of the structures held out for early stopping (0 = none).
+    valid_fraction : float. Fraction of the training structures held out for early stopping
+        (0 = none).
     patience : int. Stop after this many iterations (epochs) without a better validation loss
         (0 = never stop early).
     learning_rate : float. Adam step size (in units of the weights).
     batch_size : int. Structures per Adam step.
+    (and sigma_energy eV/atom, sigma_force eV/Å, sigma_virial eV/atom, config_type_sigma,
+    baseline, e0, batch_atoms of :class:`~mlptools.models.gap.FitCommon`)
     """
 
     type: ClassVar[str] = "nn"
 
+    descriptor: str = "acsf"
+    acsf: AcsfHypers = DEFAULT_ACSF
+    soap: SoapHypers = DEFAULT_SOAP
     hidden: tuple[int, ...] = (25, 25)
     activation: str = "tanh"
-    sigma_energy: float = 0.002
-    sigma_force: float = 0.05
-    sigma_virial: float = 0.05
     l2: float = 1e-6
     optimizer: str = "lbfgs"
     max_iter: int = 1000
@@ -140,6 +161,11 @@ class NNHypers(Hypers):
     def __post_init__(self):
         hidden = (self.hidden,) if isinstance(self.hidden, int) else tuple(self.hidden)
         object.__setattr__(self, "hidden", hidden)
+        object.__setattr__(self, "acsf", acsf_from(self.acsf))
+        if isinstance(self.soap, dict):
+            object.__setattr__(self, "soap", SoapHypers.from_dict(self.soap))
+        elif isinstance(self.soap, str):
+            object.__setattr__(self, "soap", SoapHypers.from_string(self.soap))
         for name in ("sigma_energy", "sigma_force", "sigma_virial", "l2", "valid_fraction",
                      "learning_rate"):
             value = getattr(self, name)
@@ -147,22 +173,36 @@ class NNHypers(Hypers):
                 object.__setattr__(self, name, float(value))
         super().__post_init__()
 
+    @classmethod
+    def from_dict(cls, data):
+        data = dict(data)
+        acsf = data.pop("acsf", None)
+        out = super().from_dict(data)
+        if acsf is not None:
+            out = dataclasses.replace(out, acsf=acsf_from(acsf))
+        return out
+
+    def to_dict(self):
+        out = super().to_dict()
+        out["acsf"] = self.acsf.to_dict()
+        return out
+
+    @property
+    def descriptor_hypers(self):
+        """The hypers of the chosen descriptor (AcsfHypers or SoapHypers)."""
+        return self.acsf if self.descriptor == "acsf" else self.soap
+
     def validate(self):
+        super().validate()
+        if self.descriptor not in PER_ATOM_DESCRIPTORS:
+            raise ParameterError(f"nn hyper 'descriptor' must be one of "
+                                 f"{', '.join(PER_ATOM_DESCRIPTORS)}, got {self.descriptor!r}")
         if not self.hidden or not all(_count(h) and 1 <= h <= 4096 for h in self.hidden):
             raise ParameterError(f"nn hyper 'hidden' must be one or more layer widths in 1..4096, "
                                  f"got {self.hidden!r}")
         if self.activation not in ACTIVATIONS:
             raise ParameterError(f"nn hyper 'activation' must be one of {', '.join(ACTIVATIONS)}, "
                                  f"got {self.activation!r}")
-        for name, unit in (("sigma_energy", "eV/atom"), ("sigma_force", "eV/Å"),
-                           ("sigma_virial", "eV/atom")):
-            value = getattr(self, name)
-            if not (_real(value) and value >= 0):
-                raise ParameterError(f"nn hyper '{name}' must be >= 0 {unit} (0 = not fitted), "
-                                     f"got {value}")
-        if self.sigma_energy == 0 and self.sigma_force == 0:
-            raise ParameterError("nn hypers 'sigma_energy' and 'sigma_force' are both 0: nothing "
-                                 "to fit")
         if not (_real(self.l2) and self.l2 >= 0):
             raise ParameterError(f"nn hyper 'l2' must be >= 0, got {self.l2}")
         if self.optimizer not in OPTIMIZERS:
@@ -486,7 +526,8 @@ class _Block:
 # the model
 
 
-class NNModel:
+@register("nn")
+class NNModel(Model):
     """A fitted Behler–Parrinello potential (see the module docstring).
 
     Parameters
@@ -497,20 +538,14 @@ class NNModel:
     feature_mean, feature_std : dict Z -> (F,) float64, feature scaling
     energy_scale : float, eV, multiplies the network output
     info : dict, training record (iterations, losses, time, sizes)
-    **common : species, e0 (dict Z -> eV), e0_method, baseline, hypers, training_errors
+    **common : species, e0, e0_method, baseline, hypers, training_errors (:class:`Model`)
     """
 
     kind = "nn"
 
     def __init__(self, *, nn_hypers, descriptor_hypers, params, feature_mean, feature_std,
-                 energy_scale, info=None, species, e0, e0_method="fitted", baseline=None,
-                 hypers=None, training_errors=None):
-        self.species = tuple(int(z) for z in species)
-        self.e0 = {int(z): float(e0[z]) for z in self.species}
-        self.e0_method = e0_method
-        self.baseline = baseline
-        self.hypers = hypers or {}
-        self.training_errors = training_errors or {"train": None, "valid": None}
+                 energy_scale, info=None, **common):
+        super().__init__(**common)
         self.nn_hypers = nn_hypers
         self.descriptor_hypers = dict(descriptor_hypers)
         self.params = {int(z): np.asarray(v, dtype=np.float64) for z, v in params.items()}
@@ -572,11 +607,6 @@ class NNModel:
                         keys.FORCES_UNCERTAINTY: np.full(n, np.nan)})
         return out
 
-    def predict(self, atoms, *, forces=True, stress=True, uncertainty=False):
-        """Energy (eV), energies, forces (eV/Å), stress (Voigt eV/Å³, 3-D cell) of a structure."""
-        return predict_with_common(self, atoms, forces=forces, stress=stress,
-                                   uncertainty=uncertainty)
-
     def to_h5(self, group):
         """Fill the ``/model`` group (layout in the module docstring)."""
         group.attrs["nn_hypers"] = self.nn_hypers.to_json()
@@ -628,44 +658,6 @@ def voigt_to_matrix(v):
     for k, (a, b) in enumerate(VOIGT):
         m[a, b] = m[b, a] = v[k]
     return m
-
-
-def predict_with_common(model, atoms, *, forces=True, stress=True, uncertainty=False):
-    """E0 + baseline + ``model.predict_ml`` of one structure, as ASE calculator results.
-
-    Returns
-    -------
-    dict with ``energy``/``free_energy`` eV, ``energies`` (n,) eV, ``forces`` (n, 3) eV/Å,
-    ``stress`` Voigt-6 eV/Å³ (only for a 3-D cell), and with ``uncertainty`` the keys of
-    :mod:`mlptools.keys`.
-    """
-    missing = sorted(set(int(z) for z in atoms.numbers) - set(model.species))
-    if missing:
-        from ase.data import chemical_symbols
-
-        raise InputError(f"structure: species {', '.join(chemical_symbols[z] for z in missing)} "
-                         "not covered by the model")
-    stress = stress and atoms.cell.rank == 3
-    out = model.predict_ml(atoms, forces=forces, stress=stress, uncertainty=uncertainty)
-    energies = out["energies"] + np.array([model.e0[int(z)] for z in atoms.numbers])
-    f = out.get("forces")
-    de = out.get("virial_de")
-    if model.baseline is not None:
-        b = model.baseline.compute(atoms, forces=forces, stress=stress)
-        energies = energies + b["energies"]
-        f = f + b["forces"] if forces else f
-        de = de + b["virial_de"] if stress else de
-    res = {"energy": float(energies.sum()), "energies": energies}
-    res["free_energy"] = res["energy"]
-    if forces:
-        res["forces"] = f
-    if stress:
-        m = (de + de.T) / (2.0 * abs(atoms.cell.volume))
-        res["stress"] = np.array([m[a, b] for a, b in VOIGT])
-    if uncertainty:
-        for key in (keys.ENERGY_UNCERTAINTY, keys.ENERGIES_UNCERTAINTY, keys.FORCES_UNCERTAINTY):
-            res[key] = out[key]
-    return res
 
 
 def compute_descriptors(frames, descriptor_hypers, *, gradients=True, strain=True):
@@ -942,16 +934,7 @@ def _single_thread_blas():
 
 def as_nn_hypers(hypers):
     """NNHypers from NNHypers, a dict, a spec string or None (the defaults)."""
-    if hypers is None:
-        return NNHypers()
-    if isinstance(hypers, NNHypers):
-        return hypers
-    if isinstance(hypers, dict):
-        return NNHypers.from_dict(hypers)
-    if isinstance(hypers, str):
-        return NNHypers.from_string(hypers)
-    raise ParameterError(f"nn hypers must be NNHypers, a dict or a spec string, got "
-                         f"{type(hypers).__name__}")
+    return _as_hypers(hypers, NNHypers)
 
 
 class _EarlyStopping:
@@ -1061,50 +1044,23 @@ def _train_adam(theta0, ds_train, t_train, weight, block_train, block_valid, mod
 # fitting from labelled frames
 
 
-#: ACSF preset of nn fits when no descriptor is given
-DEFAULT_ACSF = "default"
-
-
-def default_descriptor():
-    from mlptools.descriptors.acsf import load_acsf_hypers
-
-    return load_acsf_hypers(DEFAULT_ACSF)
-
-
-def resolve_descriptor(descriptor, species):
-    """Descriptor hypers with the species list set (AcsfHypers/SoapHypers, dict, or None)."""
-    from mlptools.descriptors.compute import fix_species
-
-    if descriptor is None:
-        descriptor = default_descriptor()
-    elif isinstance(descriptor, dict):
-        descriptor = descriptor_from_dict(descriptor)
-    if descriptor.type not in PER_ATOM_DESCRIPTORS:
-        raise ParameterError(f"nn models need per-atom descriptors "
-                             f"({', '.join(PER_ATOM_DESCRIPTORS)}), got {descriptor.type!r}")
-    return fix_species(descriptor, species)
-
-
-def prepare_training(frames, hypers, *, descriptor=None, e0=None):
-    """Descriptors, targets and the common model fields of labelled ``frames``.
+def prepare_training(frames, hypers=None):
+    """Descriptors, targets and the common model fields (species, E0, baseline) of ``frames``.
 
     Returns
     -------
-    (DescriptorSet, Targets, common dict)
+    (DescriptorSet, Targets, common dict for :class:`NNModel`)
     """
+    from mlptools.descriptors.compute import fix_species
+
     hypers = as_nn_hypers(hypers)
     frames = list(frames)
-    species = tuple(sorted({int(z) for a in frames for z in a.numbers}))
-    if not species:
-        raise InputError("no atoms in the training frames")
-    descriptor = resolve_descriptor(descriptor, species)
-    e0_values, method = _fit_e0(frames, species, e0)
-    common = dict(species=species, e0=e0_values, e0_method=method, baseline=None,
-                  hypers={"nn": hypers.to_dict(), "descriptor": descriptor.to_dict()})
-    frame_targets = _frame_targets(frames, e0_values, hypers)
+    species = training_species(frames)
+    hypers, common, frame_targets = prepare_fit(frames, hypers)
+    descriptor = fix_species(hypers.descriptor_hypers, species)
+    use_f, use_v = hypers.sigma_force > 0, hypers.sigma_virial > 0
     targets = Targets.from_frame_targets(frame_targets, [len(a) for a in frames])
-    use_f = hypers.sigma_force > 0 and np.isfinite(targets.forces).any()
-    use_v = hypers.sigma_virial > 0 and np.isfinite(targets.de).any()
+    use_v = use_v and bool(np.isfinite(targets.de).any())
     t0 = time.perf_counter()
     ds = compute_descriptors(frames, descriptor.to_dict(), gradients=use_f, strain=use_v)
     logger.info("nn: %s descriptors of %d atoms (%d features) in %.1f s", descriptor.type,
@@ -1112,76 +1068,27 @@ def prepare_training(frames, hypers, *, descriptor=None, e0=None):
     return ds, targets, common
 
 
-def fit_nn(frames, hypers=None, *, rng, descriptor=None, e0=None):
+def fit_nn(frames, hypers=None, *, rng):
     """Fit a Behler–Parrinello network to labelled frames.
 
     Parameters
     ----------
     frames : sequence of ase.Atoms with labels in ``atoms.calc.results`` (energy eV, forces
-        eV/Å, stress eV/Å³) and optional ``info["weight"]``
-    hypers : NNHypers, dict or spec string
-    rng : numpy.random.Generator
-    descriptor : AcsfHypers, SoapHypers or dict, optional (default: the ACSF ``default`` preset)
-    e0 : dict Z -> eV, optional (default: fitted to the composition)
+        eV/Å, stress eV/Å³) and optional ``info["config_type"]``, ``info["weight"]``
+    hypers : NNHypers, dict or spec string (``"hidden=20,20 acsf=compact max_iter=500"``)
+    rng : numpy.random.Generator (initial weights, validation split, Adam batches)
 
     Returns
     -------
-    NNModel
+    NNModel (``training_errors`` not yet filled; see :func:`mlptools.workflows.fit.fit_model`)
+
+    Raises
+    ------
+    InputError
+        σ_F > 0 and a frame without forces; no labels.
+    ComputationError
+        The training diverged.
     """
-    ds, targets, common = prepare_training(frames, hypers, descriptor=descriptor, e0=e0)
+    hypers = as_nn_hypers(hypers)
+    ds, targets, common = prepare_training(frames, hypers)
     return train_nn(ds, targets, hypers, rng=rng, common=common)
-
-
-class _FrameTargets:
-    __slots__ = ("n_atoms", "energy", "forces", "de", "sigma")
-
-    def __init__(self, n_atoms, energy, forces, de, sigma):
-        self.n_atoms, self.energy, self.forces, self.de, self.sigma = (n_atoms, energy, forces,
-                                                                        de, sigma)
-
-
-def _frame_targets(frames, e0, hypers):
-    """Per-frame targets with E0 removed and σ = (σ_E√n, σ_F, σ_V√n)/√weight (None: weight 0)."""
-    out = []
-    for atoms in frames:
-        w = float(atoms.info.get(keys.WEIGHT, 1.0))
-        res = atoms.calc.results if atoms.calc is not None else {}
-        if w <= 0 or not res:
-            out.append(None)
-            continue
-        n = len(atoms)
-        energy = res.get(keys.ENERGY)
-        if energy is not None:
-            energy = float(energy) - sum(e0[int(z)] for z in atoms.numbers)
-        forces = res.get(keys.FORCES)
-        de = None
-        if res.get(keys.STRESS) is not None and atoms.cell.rank == 3:
-            st = np.asarray(res[keys.STRESS], dtype=np.float64)
-            st = st if st.shape == (6,) else np.array([st.reshape(3, 3)[a, b] for a, b in VOIGT])
-            de = st * abs(atoms.cell.volume)
-        rs = math.sqrt(w)
-        sigma = (hypers.sigma_energy * math.sqrt(n) / rs, hypers.sigma_force / rs,
-                 hypers.sigma_virial * math.sqrt(n) / rs)
-        out.append(_FrameTargets(n, energy if hypers.sigma_energy > 0 else None,
-                                 None if forces is None else np.asarray(forces, float), de, sigma))
-    return out
-
-
-def _fit_e0(frames, species, given=None):
-    """Per-species E0 (eV): ``given``, else least squares of the energies on the composition."""
-    if given:
-        missing = [z for z in species if int(z) not in {int(k) for k in given}]
-        if missing:
-            raise ParameterError(f"e0 has no value for atomic number(s) {missing}")
-        return {z: float(given[z]) for z in species}, "given"
-    rows, ys = [], []
-    for atoms in frames:
-        res = atoms.calc.results if atoms.calc is not None else {}
-        if res.get(keys.ENERGY) is None:
-            continue
-        rows.append([np.count_nonzero(atoms.numbers == z) for z in species])
-        ys.append(float(res[keys.ENERGY]))
-    if not rows:
-        raise InputError("no energies to fit E0; give e0")
-    coef, *_ = np.linalg.lstsq(np.array(rows, float), np.array(ys), rcond=None)
-    return {z: float(c) for z, c in zip(species, coef, strict=True)}, "fitted"
