@@ -21,8 +21,8 @@ from mlptools.cli import _common as c
                    "mean; the spread is the uncertainty (eV, eV/Å) that md --max-uncertainty "
                    "and build-db --explore use.")
 @click.option("--acsf", "acsf_spec", metavar="PRESET|FILE|HYPERS", default=None,
-              help="ACSF of --model nn: a preset (default, compact), a JSON file, or "
-                   "\"cutoff=6 g2=0.05,0;0.3,0 g4=0.005,1,1\" (Å, 1/Å²) [default: default].")
+              help="ACSF of --model nn: a preset (fine, default, compact), a JSON file, or "
+                   "\"cutoff=6 g2=0.05,0;0.3,0 g4=0.005,1,1\" (Å, 1/Å²) [default: fine].")
 @click.option("--soap", "soap_spec", metavar="HYPERS", default=None,
               help="SOAP hypers, e.g. \"cutoff=5 n_max=8 l_max=6 sigma=0.5\" (Å) [default: "
                    "cutoff 5, width 1, n_max 8, l_max 6, sigma 0.5; normalised for gap]. With "
