@@ -330,3 +330,17 @@ def test_model_spec_calculator_with_uncertainty(fitted, tmp_path, rng):
     assert keys.ENERGY_UNCERTAINTY in calc.results
     assert calc.get_property(keys.FORCES_UNCERTAINTY, atoms).shape == (len(atoms),)
     assert calculator_from_argument(str(path)).species == (14,)
+
+
+def test_zbl_switches_off_below_the_training_distances(data):
+    from mlptools.neighbors import neighbor_list
+
+    train, _ = data
+    zbl = baselines.ZBL(inner=0.6, outer=1.2).fit_to(train, (14,))   # 2.66 Å before fitting
+    d_min = min(neighbor_list("d", a.positions, a.cell.array, a.pbc, 3.0)[0].min()
+                for a in train)
+    r_in, r_out = zbl.radii(14, 14)
+    assert r_out == pytest.approx(d_min - 0.2) and r_in == pytest.approx(r_out / 2)
+    assert all(zbl.compute(a)["energies"].sum() == 0.0 for a in train)
+    again = baselines.from_dict(zbl.to_dict())
+    assert again.radii(14, 14) == (r_in, r_out)

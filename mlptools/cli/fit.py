@@ -177,4 +177,4 @@ def _linear_cols(hypers, kind, frames):
     n_f = _n_features(hypers, frames)
     species = {int(z) for a in frames for z in a.numbers}
     d = hypers.n_components if kind == "quadratic" else 0
-    return len(species) * (n_f + d * (d + 1) // 2)
+    return len(species) * (1 + n_f + d * (d + 1) // 2)

@@ -362,8 +362,11 @@ def make_common(frames, hypers, species):
     from mlptools.models.base import fit_e0, parse_e0
 
     e0, method = fit_e0(frames, species, parse_e0(hypers.e0))
-    return dict(species=species, e0=e0, e0_method=method,
-                baseline=baselines.from_string(hypers.baseline), hypers=hypers.to_dict())
+    baseline = baselines.from_string(hypers.baseline)
+    if baseline is not None:
+        baseline.fit_to(frames, species)
+    return dict(species=species, e0=e0, e0_method=method, baseline=baseline,
+                hypers=hypers.to_dict())
 
 
 def prepare_fit(frames, hypers, **extra_hypers):
