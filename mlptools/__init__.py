@@ -9,14 +9,17 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "load"]
 
 
-def load(path):
+def load(path, **kwargs):
     """Load a fitted model file and return it as an ASE calculator.
 
     Parameters
     ----------
     path : str or os.PathLike
         An mlptools model file (HDF5) written by ``mlptools fit``.
+    **kwargs
+        Passed to :class:`mlptools.models.calculator.MlpCalculator` (``uncertainty=True``
+        computes the uncertainty results at every call).
     """
     from mlptools.models.calculator import load_calculator
 
-    return load_calculator(path)
+    return load_calculator(path, **kwargs)

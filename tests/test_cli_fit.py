@@ -145,3 +145,48 @@ def test_bad_inputs_exit_1_with_one_line(cli, files, tmp_path, kind):
     assert "Traceback" not in result.output
     assert not out.exists()
     assert not list(tmp_path.glob(".model.h5.*"))
+
+
+def test_info_shows_the_model(cli, files, tmp_path):
+    from mlptools.cli.info import info
+
+    d, _, _ = files
+    out = tmp_path / "m.h5"
+    assert CliRunner().invoke(cli, ["fit", str(d / "train.xyz"), "--model", "linear", "--soap",
+                                    SOAP, "-o", str(out)]).exit_code == 0
+    group = MlptoolsGroup(name="mlptools", commands=[info])
+    result = CliRunner().invoke(group, ["info", "--format", "json", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["kind"] == "mlptools-model"
+    assert summary["model"]["model_kind"] == "linear"
+    assert summary["model"]["species"] == ["Si"]
+    assert summary["model"]["train_errors"]["n_frames"] == 12
+    assert "model/weights" in summary["datasets"]
+
+
+def test_precomputed_descriptors_give_the_same_model(cli, files, tmp_path):
+    from mlptools.cli.describe import describe
+
+    d, _, valid = files
+    desc = tmp_path / "desc.h5"
+    group = MlptoolsGroup(name="mlptools", commands=[describe, fit])
+    soap = "cutoff=4.5 n_max=4 l_max=3 cutoff_width=1 sigma=0.5 normalize=false"
+    r = CliRunner().invoke(group, ["describe", str(d / "train.xyz"), "--soap", soap,
+                                   "--gradients", "-o", str(desc)])
+    assert r.exit_code == 0, r.output
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    for out, extra in ((a, ["--soap", soap]), (b, ["--descriptors", str(desc)])):
+        r = CliRunner().invoke(group, ["fit", str(d / "train.xyz"), "--model", "linear",
+                                       *extra, "-o", str(out)])
+        assert r.exit_code == 0, r.output
+    want = mlptools.load(a).model.predict(valid[0])
+    got = mlptools.load(b).model.predict(valid[0])
+    assert got["energy"] == pytest.approx(want["energy"], rel=1e-12)
+    np.testing.assert_allclose(got["forces"], want["forces"], rtol=1e-10, atol=1e-12)
+    # descriptors of other frames are refused, naming the file
+    r = CliRunner().invoke(group, ["fit", str(d / "valid.xyz"), "--model", "linear",
+                                   "--descriptors", str(desc), "-o", str(tmp_path / "c.h5")])
+    assert r.exit_code == 1
+    assert r.stderr.splitlines() == [f"Error: {desc}: 12 structures that do not match the 4 "
+                                     "training frames (atom counts differ)"]

@@ -27,12 +27,19 @@ from mlptools.cli import _common as c
               help="SOAP hypers, e.g. \"cutoff=5 n_max=8 l_max=6 sigma=0.5\" (Å) [default: "
                    "cutoff 5, width 1, n_max 8, l_max 6, sigma 0.5; normalised for gap]. With "
                    "--model nn the networks use SOAP instead of ACSF.")
+@click.option("--descriptors", "descriptors_path", type=click.Path(dir_okay=False), default=None,
+              help="Precomputed SOAP of TRAIN from 'mlptools describe --soap ... --gradients' "
+                   "(same frames in the same order); its hypers replace --soap.")
 @click.option("--hypers", "hypers_spec", metavar="HYPERS", default="",
               help="Other model hypers as key=value: gap: zeta, delta (eV), sparse_method "
                    "(cur|fps), jitter; linear/quadratic: ridge, n_components; nn: hidden "
                    "(\"25,25\"), activation (tanh|softplus), l2, optimizer (lbfgs|adam), "
                    "max_iter, valid_fraction, patience, learning_rate, batch_size; all: "
                    "config_type_sigma (\"Surface=σE,σF,σV ...\"), batch_atoms.")
+@click.option("--twobody", "twobody_spec", is_flag=False, flag_value="", default=None,
+              metavar="HYPERS", help="Add GAP's 2-body term (squared exponential on distances): "
+                                     "\"cutoff=5 delta=1 theta=0.5 n_sparse=30\" (Å, eV); "
+                                     "--twobody alone uses these defaults.")
 @click.option("--n-sparse", type=click.IntRange(1), default=None,
               help="GAP sparse points over all species [default: 2000].")
 @click.option("--sigma-energy", type=click.FloatRange(0), default=None,
@@ -55,7 +62,8 @@ from mlptools.cli import _common as c
 @c.min_distance_option()
 @c.output(hdf5=True, help="Model file (HDF5, written atomically).")
 @c.verbosity_options
-def fit(train, valid, kind, committee, acsf_spec, soap_spec, hypers_spec, n_sparse,
+def fit(train, valid, kind, committee, acsf_spec, soap_spec, descriptors_path, hypers_spec,
+        twobody_spec, n_sparse,
         sigma_energy, sigma_force, sigma_virial, e0, baseline, max_memory, fmt, seed,
         min_distance, output):
     """Fit a potential to energies (eV), forces (eV/Å) and stresses.
@@ -92,7 +100,17 @@ def fit(train, valid, kind, committee, acsf_spec, soap_spec, hypers_spec, n_spar
             if key == "n_sparse" and kind != "gap":
                 raise ParameterError("--n-sparse applies to --model gap only")
             data[key] = value
-    if soap_spec is not None:
+    if twobody_spec is not None:
+        if kind != "gap":
+            raise ParameterError("--twobody applies to --model gap only")
+        data["twobody"] = twobody_spec
+    descriptors = None
+    if descriptors_path is not None:
+        from mlptools.io.descriptors import read_descriptors
+
+        descriptors = read_descriptors(descriptors_path, kinds=("soap",))["soap"]
+        data["soap"] = dict(descriptors.hypers)
+    elif soap_spec is not None:
         from mlptools.models.gap import soap_from_spec
 
         data["soap"] = soap_from_spec(soap_spec, cls().soap)
@@ -138,9 +156,14 @@ def fit(train, valid, kind, committee, acsf_spec, soap_spec, hypers_spec, n_spar
 
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
-        result = wf.fit_model(kind, train_frames, hypers, rng=c.make_rng(seed or 0),
-                              valid=valid_frames, valid_name=valid_name,
-                              committee=committee or 0)
+        try:
+            result = wf.fit_model(kind, train_frames, hypers, rng=c.make_rng(seed or 0),
+                                  valid=valid_frames, valid_name=valid_name,
+                                  descriptors=descriptors, committee=committee or 0)
+        except InputError as exc:
+            if descriptors is None or not str(exc).startswith("descriptors:"):
+                raise
+            raise InputError(f"{descriptors_path}{str(exc)[len('descriptors'):]}") from None
         save_model(output, result.model, provenance=c.provenance(list(train) + list(valid)))
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -178,4 +201,4 @@ def _linear_cols(hypers, kind, frames):
     n_f = _n_features(hypers, frames)
     species = {int(z) for a in frames for z in a.numbers}
     d = hypers.n_components if kind == "quadratic" else 0
-    return len(species) * (n_f + d * (d + 1) // 2)
+    return len(species) * (1 + n_f + d * (d + 1) // 2)

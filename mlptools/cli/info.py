@@ -53,7 +53,7 @@ def _text(s):
     if s["kind"] != "structures":
         lines.append(f"kind:          {s['kind']}")
         lines.append(f"version:       {s['format_version']}")
-        for key in ("units", "hypers", "provenance"):
+        for key in ("model", "units", "hypers", "provenance"):
             if s.get(key) is not None:
                 lines.append(f"{key + ':':<15}{_inline(s[key])}")
         for group, hypers in s.get("group_hypers", {}).items():

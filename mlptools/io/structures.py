@@ -220,4 +220,8 @@ def describe_hdf5(path):
     groups = h5.group_hypers(path)
     if groups:
         header["group_hypers"] = groups
+    if header["format"] == "mlptools-model":
+        from mlptools.models.base import model_summary
+
+        header["model"] = model_summary(path)
     return header

@@ -299,6 +299,30 @@ def load_model(path):
     return model
 
 
+def model_summary(path):
+    """Kind, species, E0 and overall training/validation errors of a model file (for info)."""
+    import h5py
+    from ase.data import chemical_symbols
+
+    from mlptools.io import h5
+
+    with h5py.File(path, "r") as f:
+        species = [int(z) for z in f["species"][()]]
+        out = {"model_kind": h5._attr(f.attrs.get("model_kind")),
+               "species": [chemical_symbols[z] for z in species],
+               "e0_eV": {chemical_symbols[z]: float(e) for z, e in zip(species, f["e0"][()],
+                                                                       strict=True)},
+               "baseline": h5._attr(f["baseline"].attrs.get("kind"))}
+        for key in ("train", "valid"):
+            text = f["training_errors"].attrs.get(key)
+            rep = json.loads(h5._attr(text)) if text is not None else None
+            if rep:
+                row = rep["rows"][-1]
+                out[f"{key}_errors"] = {k: row[k] for k in (
+                    "n_frames", "energy_rmse", "forces_rmse", "stress_rmse")}
+    return out
+
+
 def _import_kinds():
     """Import the modules that register the built-in kinds."""
     import mlptools.models.committee  # noqa: F401

@@ -201,11 +201,11 @@ def fit_nn_committee(frames, hypers=None, *, n_members, rng, bootstrap=True):
 
 
 def fit_committee(fit_member, frames, hypers, *, n_members, rng, bootstrap=True):
-    """A committee of any kind: ``fit_member(frames, hypers, rng=...)`` on resampled frames.
+    """A committee of any kind: ``fit_member(frames, hypers, rng=...)`` on bootstrap resamples.
 
-    E0 is fixed from all ``frames`` first (written into each member's ``e0`` hyper), so the
-    members share it and it cancels in the spread. A resample that misses a species is drawn
-    again.
+    A resample is given as per-frame weights (``info["weight"]`` times the bootstrap count,
+    0 drops a frame), so every member still sees all frames when it fixes E0 and the baseline:
+    the members share them and they cancel in the spread.
 
     Parameters
     ----------
@@ -216,35 +216,31 @@ def fit_committee(fit_member, frames, hypers, *, n_members, rng, bootstrap=True)
     rng : numpy.random.Generator
     bootstrap : bool, resample the frames with replacement (else all frames, seeds differ)
     """
-    import dataclasses
-
-    from ase.data import chemical_symbols
-
-    from mlptools.models.gap import make_common, training_species
-
     _check_members(n_members)
     frames = list(frames)
-    species = training_species(frames)
-    common = make_common(frames, hypers, species)
-    e0 = ",".join(f"{chemical_symbols[z]}={common['e0'][z]!r}" for z in species)
-    hypers = dataclasses.replace(hypers, e0=e0)
     members = []
     for k, member_rng in enumerate(rng.spawn(n_members)):
         subset = frames
         if bootstrap:
-            for _ in range(100):
-                pick = member_rng.integers(0, len(frames), size=len(frames))
-                if training_species([frames[i] for i in np.unique(pick)]) == species:
-                    break
-            else:
-                raise ComputationError("committee: bootstrap resamples keep missing a species; "
-                                       "add structures of every species or bootstrap=False")
-            subset = [frames[i] for i in pick]
+            counts = bootstrap_weights(len(frames), member_rng)
+            subset = [_reweighted(atoms, c) for atoms, c in zip(frames, counts, strict=True)]
         logger.info("committee: %s member %d of %d", hypers.type, k + 1, n_members)
         members.append(fit_member(subset, hypers, rng=member_rng))
-    common = {key: getattr(members[0], key) for key in ("species", "e0", "e0_method", "baseline",
-                                                         "hypers")}
+    first = members[0]
+    for m in members[1:]:
+        if m.species != first.species or m.e0 != first.e0:
+            raise ComputationError("committee members disagree on species or E0")
+    common = {key: getattr(first, key) for key in ("species", "e0", "e0_method", "baseline",
+                                                    "hypers")}
     return Committee(members=members, info={"bootstrap": bool(bootstrap)}, **common)
+
+
+def _reweighted(atoms, count):
+    """A copy of ``atoms`` (same labels) whose fitting weight is multiplied by ``count``."""
+    new = atoms.copy()
+    new.calc = atoms.calc
+    new.info[keys.WEIGHT] = float(atoms.info.get(keys.WEIGHT, 1.0)) * float(count)
+    return new
 
 
 def _check_members(n_members):

@@ -49,7 +49,7 @@ import numpy as np
 from mlptools import keys
 from mlptools.descriptors.hypers import Hypers, SoapHypers
 from mlptools.errors import ComputationError, ParameterError
-from mlptools.models import training
+from mlptools.models import training, twobody
 from mlptools.models.base import Model, register
 from mlptools.models.sparsify import METHODS
 
@@ -94,20 +94,28 @@ class FitCommon(Hypers):
 
     @classmethod
     def from_dict(cls, data):
+        from mlptools.models.twobody import TwoBodyTermHypers
+
         data = dict(data)
-        soap = data.pop("soap", None)
+        nested = {}
+        for key, sub in (("soap", SoapHypers), ("twobody", TwoBodyTermHypers)):
+            value = data.pop(key, None)
+            if value is not None and key in cls.field_names():
+                if isinstance(value, dict):
+                    value = sub.from_dict(value)
+                elif isinstance(value, str):
+                    value = sub.from_string(value)
+                nested[key] = value
+            elif value is not None:
+                data[key] = value           # reported as an unknown key below
         out = super().from_dict(data)
-        if soap is not None:
-            if not isinstance(soap, SoapHypers):
-                soap = SoapHypers.from_dict(soap) if isinstance(soap, dict) else \
-                    SoapHypers.from_string(soap)
-            out = dataclasses.replace(out, soap=soap)
-        return out
+        return dataclasses.replace(out, **nested) if nested else out
 
     def to_dict(self):
         out = super().to_dict()
-        if "soap" in out:
-            out["soap"] = self.soap.to_dict()
+        for key in ("soap", "twobody"):
+            if out.get(key) is not None:
+                out[key] = getattr(self, key).to_dict()
         return out
 
 
@@ -123,6 +131,8 @@ class GapHypers(FitCommon):
     n_sparse : int, sparse points (over all species)
     sparse_method : "cur" or "fps"
     jitter : float, added to the diagonal of K_mm (relative to δ²)
+    twobody : TwoBodyTermHypers or None, the optional 2-body term
+      (:mod:`mlptools.models.twobody`)
     sigma_energy, sigma_force, sigma_virial : float, eV/atom, eV/Å, eV/atom (0: not fitted)
     config_type_sigma : str, ``"Surface=0.004,0.1,0.1 ..."`` per config type overrides
     baseline : str, ``"zbl"`` (with optional ``inner=`` ``outer=``) or ``"none"``
@@ -138,6 +148,7 @@ class GapHypers(FitCommon):
     n_sparse: int = 2000
     sparse_method: str = "cur"
     jitter: float = 1e-8
+    twobody: object = None
 
     def validate(self):
         super().validate()
@@ -158,6 +169,16 @@ class GapHypers(FitCommon):
                                  "kernel)")
 
 
+def _int_power(x, n):
+    """x**n for an integer n >= 0 by repeated multiplication (much faster than np.power)."""
+    if n == 0:
+        return np.ones_like(x)
+    out = x.copy()
+    for _ in range(n - 1):
+        out *= x
+    return out
+
+
 class _SoapKernel:
     """δ² (x·x_m)^ζ [Z = Z_m] and its feature derivative, one batch of rows at a time."""
 
@@ -170,7 +191,7 @@ class _SoapKernel:
         if self._key is ds:
             return
         dot = ds.features @ self.Xs.T
-        kp = dot ** (self.zeta - 1) if self.zeta > 1 else np.ones_like(dot)
+        kp = _int_power(dot, self.zeta - 1)
         if not self.one_species:
             kp *= ds.center_species[:, None] == self.zs[None, :]
         self._k = self.d2 * kp * dot
@@ -196,8 +217,9 @@ class GapModel(Model):
     kind = "gap"
 
     def __init__(self, *, soap_hypers, zeta, delta, sparse_features, sparse_species, alpha,
-                 variance_basis=None, force_uncertainty_scale=1.0, **common):
+                 variance_basis=None, force_uncertainty_scale=1.0, twobody_terms=(), **common):
         super().__init__(**common)
+        self.twobody_terms = list(twobody_terms)
         self.soap_hypers = soap_hypers if isinstance(soap_hypers, SoapHypers) else \
             SoapHypers.from_dict(soap_hypers)
         self.zeta, self.delta = int(zeta), float(delta)
@@ -210,7 +232,8 @@ class GapModel(Model):
     @property
     def cutoff(self):
         b = self.baseline.max_cutoff(self.species) if self.baseline is not None else 0.0
-        return max(float(self.soap_hypers.cutoff), b)
+        return max([float(self.soap_hypers.cutoff), b] +
+                   [t.hypers.cutoff for t in self.twobody_terms])
 
     @property
     def n_sparse(self):
@@ -225,7 +248,7 @@ class GapModel(Model):
         ds = self.descriptors(atoms, forces=forces or uncertainty, stress=stress)
         X = ds.features
         dot = X @ self.sparse_features.T
-        kp = dot ** (self.zeta - 1)
+        kp = _int_power(dot, self.zeta - 1)
         if len(self.species) > 1:
             kp *= ds.center_species[:, None] == self.sparse_species[None, :]
         d2 = self.delta ** 2
@@ -234,6 +257,12 @@ class GapModel(Model):
         if forces or stress:
             v = (d2 * self.zeta) * (ka @ self.sparse_features)
             out.update(training.derivatives(ds, v, len(atoms), forces=forces, stress=stress))
+        for term in self.twobody_terms:
+            part = term.predict(atoms, forces=forces, stress=stress)
+            out["energies"] = out["energies"] + part["energies"]
+            for key in ("forces", "virial_de"):
+                if key in part:
+                    out[key] = out[key] + part[key]
         if uncertainty:
             out.update(self._uncertainty(ds, d2 * kp * dot, len(atoms)))
         return out
@@ -264,9 +293,13 @@ class GapModel(Model):
         group.create_dataset("alpha", data=self.alpha)
         if self.variance_basis is not None:
             group.create_dataset("variance_basis", data=self.variance_basis)
+        for term in self.twobody_terms:
+            term.to_h5(group)
 
     @classmethod
     def from_h5(cls, group, common):
+        from mlptools.models.twobody import TwoBodyTerm
+
         vb = group["variance_basis"][()] if "variance_basis" in group else None
         return cls(soap_hypers=SoapHypers.from_json(group.attrs["hypers"]),
                    zeta=int(group.attrs["zeta"]), delta=float(group.attrs["delta"]),
@@ -274,7 +307,7 @@ class GapModel(Model):
                    sparse_species=group["sparse_species"][()], alpha=group["alpha"][()],
                    variance_basis=vb,
                    force_uncertainty_scale=float(group.attrs["force_uncertainty_scale"]),
-                   **common)
+                   twobody_terms=TwoBodyTerm.from_h5(group), **common)
 
 
 def _neighbourhood_mean(ds, values_n, n_atoms):
@@ -293,12 +326,16 @@ def _split_sparse(counts, n_sparse):
 
 
 def _variance_basis(L, R):
-    """W with W Wᵀ = K_mm⁻¹ − (RᵀR)⁻¹ (eigenvalues below 1e-12 of the largest dropped)."""
+    """W with W Wᵀ = K_mm⁻¹ − [(RᵀR)⁻¹]_mm (eigenvalues below 1e-12 of the largest dropped).
+
+    ``L`` is the Cholesky factor of the SOAP K_mm; ``R`` may have further (2-body) columns
+    after the SOAP ones: the SOAP block of (RᵀR)⁻¹ is the marginal posterior covariance.
+    """
     from scipy.linalg import solve_triangular
 
     M = L.shape[0]
     Linv = solve_triangular(L, np.eye(M), lower=True)
-    Rinv = solve_triangular(R, np.eye(M), lower=False)
+    Rinv = solve_triangular(R, np.eye(R.shape[0]), lower=False)[:M]
     V = Linv.T @ Linv - Rinv @ Rinv.T
     V = 0.5 * (V + V.T)
     lam, U = np.linalg.eigh(V)
@@ -325,8 +362,11 @@ def make_common(frames, hypers, species):
     from mlptools.models.base import fit_e0, parse_e0
 
     e0, method = fit_e0(frames, species, parse_e0(hypers.e0))
-    return dict(species=species, e0=e0, e0_method=method,
-                baseline=baselines.from_string(hypers.baseline), hypers=hypers.to_dict())
+    baseline = baselines.from_string(hypers.baseline)
+    if baseline is not None:
+        baseline.fit_to(frames, species)
+    return dict(species=species, e0=e0, e0_method=method, baseline=baseline,
+                hypers=hypers.to_dict())
 
 
 def prepare_fit(frames, hypers, **extra_hypers):
@@ -357,7 +397,7 @@ def training_species(frames):
     return species
 
 
-def fit_gap(frames, hypers=None, *, rng):
+def fit_gap(frames, hypers=None, *, rng, descriptors=None):
     """Fit a GAP to the labelled ``frames``.
 
     Parameters
@@ -366,6 +406,9 @@ def fit_gap(frames, hypers=None, *, rng):
         stress eV/Å³) and optional ``info["config_type"]``, ``info["weight"]``
     hypers : GapHypers, dict or spec string (defaults: :class:`GapHypers`)
     rng : numpy.random.Generator (sparse point choice)
+    descriptors : DescriptorSet, optional
+        Precomputed SOAP of ``frames`` (``mlptools describe``, same hypers, with position and,
+        when stresses are fitted, strain gradients) used instead of computing it.
 
     Returns
     -------
@@ -390,7 +433,11 @@ def fit_gap(frames, hypers=None, *, rng):
     use_f, use_s = hypers.sigma_force > 0, hypers.sigma_virial > 0
 
     t0 = time.perf_counter()
-    ds_all = soap_power_spectrum(frames, soap)
+    if descriptors is not None:
+        training.check_descriptors(descriptors, frames, soap, gradients=use_f, strain=use_s)
+        ds_all = descriptors
+    else:
+        ds_all = soap_power_spectrum(frames, soap)
     X, Z = ds_all.features, ds_all.center_species
     counts = {z: int(np.count_nonzero(Z == z)) for z in species}
     chosen = []
@@ -415,22 +462,40 @@ def fit_gap(frames, hypers=None, *, rng):
                                "increase hyper 'jitter' or lower 'n_sparse'") from None
 
     kernel = _SoapKernel(Xs, zs, hypers.zeta, hypers.delta)
-    qr = training.StackedQR(M)
-    qr.add(L.T, np.zeros(M))
+    pair_terms = [] if hypers.twobody is None else twobody.make_terms(hypers.twobody, frames,
+                                                                      species)
+    slices, n_cols = [slice(0, M)], M
+    for term in pair_terms:
+        slices.append(slice(n_cols, n_cols + term.n_sparse))
+        n_cols += term.n_sparse
+    qr = training.StackedQR(n_cols)
+    prior = np.zeros((n_cols, n_cols))
+    prior[:M, :M] = L.T
+    for term, cols in zip(pair_terms, slices[1:], strict=True):
+        k = twobody.kmm(term)
+        k[np.diag_indices_from(k)] += hypers.jitter * term.hypers.delta ** 2 + 1e-10
+        prior[cols, cols] = cholesky(k, lower=True).T
+    qr.add(prior, np.zeros(n_cols))
     for batch in training.batches(frames, hypers.batch_atoms):
         t1 = time.perf_counter()
-        ds = soap_power_spectrum([a for _, a in batch], soap, gradients=use_f, strain=use_s)
-        A, b = training.design_rows(batch, targets, ds, kernel, M)
+        sub = [a for _, a in batch]
+        terms = [(training.batch_descriptors(batch, soap, descriptors, gradients=use_f,
+                                             strain=use_s), kernel, slices[0])]
+        for term, cols in zip(pair_terms, slices[1:], strict=True):
+            terms.append((term.descriptors(sub, gradients=use_f, strain=use_s), term, cols))
+        A, b = training.design_rows(batch, targets, terms, n_cols)
         qr.add(A, b)
         log.debug("gap: batch of %d frames, %d rows in %.2f s", len(batch), len(b),
                   time.perf_counter() - t1)
-    alpha, R = qr.solve("lower hyper 'n_sparse' or raise 'jitter' / the sigmas")
-    if not np.all(np.isfinite(alpha)):
+    w, R = qr.solve("lower hyper 'n_sparse' or raise 'jitter' / the sigmas")
+    if not np.all(np.isfinite(w)):
         raise ComputationError("gap: the weights are not finite; raise hyper 'jitter'")
-    log.info("gap: solved %d rows x %d in %.1f s", qr.n_rows, M, time.perf_counter() - t0)
+    log.info("gap: solved %d rows x %d in %.1f s", qr.n_rows, n_cols, time.perf_counter() - t0)
+    for term, cols in zip(pair_terms, slices[1:], strict=True):
+        term.alpha = w[cols]
     model = GapModel(soap_hypers=soap, zeta=hypers.zeta, delta=hypers.delta,
-                     sparse_features=Xs, sparse_species=zs, alpha=alpha,
-                     variance_basis=_variance_basis(L, R), **common)
+                     sparse_features=Xs, sparse_species=zs, alpha=w[:M],
+                     variance_basis=_variance_basis(L, R), twobody_terms=pair_terms, **common)
     return model
 
 

@@ -192,6 +192,15 @@ def check_forces_present(frames, where):
                              "or --sigma-force 0 to fit energies only)")
 
 
+def batch_descriptors(batch, soap, descriptors, *, gradients, strain):
+    """SOAP of one batch: sliced from precomputed ``descriptors``, or computed."""
+    from mlptools.descriptors.soap import soap_power_spectrum
+
+    if descriptors is not None:
+        return subset_structures(descriptors, batch[0][0], batch[-1][0] + 1)
+    return soap_power_spectrum([a for _, a in batch], soap, gradients=gradients, strain=strain)
+
+
 def batches(frames, max_atoms):
     """Lists of consecutive (index, frame) with at most ``max_atoms`` atoms (or one frame)."""
     batch, count = [], 0
@@ -205,6 +214,47 @@ def batches(frames, max_atoms):
         yield batch
 
 
+def subset_structures(ds, s0, s1):
+    """The rows of structures s0 .. s1−1 of a DescriptorSet, renumbered from 0 (a batch)."""
+    from mlptools.descriptors.descriptor_set import DescriptorSet
+
+    r0, r1 = np.searchsorted(ds.structure_index, [s0, s1])
+    out = DescriptorSet(kind=ds.kind, hypers=ds.hypers, features=ds.features[r0:r1],
+                        structure_index=ds.structure_index[r0:r1] - s0,
+                        center_index=ds.center_index[r0:r1],
+                        center_species=ds.center_species[r0:r1], n_structures=s1 - s0,
+                        feature_names=ds.feature_names)
+    if ds.grad_values is not None:
+        g0, g1 = np.searchsorted(ds.grad_samples[:, 0], [r0, r1])
+        samples = ds.grad_samples[g0:g1].copy()
+        samples[:, 0] -= r0
+        samples[:, 1] -= s0
+        out.grad_values, out.grad_samples = ds.grad_values[g0:g1], samples
+    if ds.strain_grad is not None:
+        out.strain_grad = ds.strain_grad[r0:r1]
+    return out
+
+
+def check_descriptors(ds, frames, soap, *, gradients, strain, name="descriptors"):
+    """Raise InputError unless ``ds`` is the SOAP of ``frames`` with ``soap`` hypers."""
+    want = soap.to_dict()
+    if ds.kind != "soap" or ds.hypers != want:
+        raise InputError(f"{name}: SOAP hypers {ds.hypers} differ from the fit's {want}")
+    sizes = np.bincount(ds.structure_index, minlength=ds.n_structures)
+    if ds.n_structures != len(frames) or any(int(n) != len(a) for n, a in zip(sizes, frames,
+                                                                              strict=True)):
+        raise InputError(f"{name}: {ds.n_structures} structures that do not match the "
+                         f"{len(frames)} training frames (atom counts differ)")
+    if gradients and ds.grad_values is None:
+        raise InputError(f"{name}: no position gradients (describe --gradients), needed for "
+                         "forces")
+    if strain and ds.strain_grad is None:
+        raise InputError(f"{name}: no strain gradients (describe --gradients "
+                         "positions+strain), needed for stresses")
+    if np.any(np.diff(ds.structure_index) < 0):
+        raise InputError(f"{name}: rows are not in structure order")
+
+
 def scatter_rows(index, n_out):
     """Sparse (n_out × len(index)) matrix S with S[index[g], g] = 1 (sums rows by ``index``)."""
     from scipy.sparse import csr_matrix
@@ -213,17 +263,18 @@ def scatter_rows(index, n_out):
     return csr_matrix((np.ones(g), (index, np.arange(g))), shape=(n_out, g))
 
 
-def design_rows(batch, targets, ds, local, n_cols, *, grad_chunk=4096):
+def design_rows(batch, targets, terms, n_cols, *, grad_chunk=4096):
     """Weighted design rows and targets of one batch of frames.
 
     Parameters
     ----------
     batch : list of (frame index, ase.Atoms)
     targets : list of FrameTargets (global, indexed by frame index)
-    ds : DescriptorSet of the batch (with gradients and strain when forces / stress are used)
-    local : object with ``energy_cols(ds) -> (n_rows, M)`` (e_im) and
-        ``grad_cols(ds, dX_gcf, rows_g) -> (n_g, C, M)``: Σ_f ∂e_im/∂X_f · dX[g, c, f] for any
-        C (3 for positions, 6 for strain components).
+    terms : list of (ds, local, cols): a DescriptorSet of the batch (with gradients and strain
+        when forces / stress are used), an object with ``energy_cols(ds) -> (n_rows, m)``
+        (e_im) and ``grad_cols(ds, dX_gcf, rows_g) -> (n_g, C, m)`` (Σ_f ∂e_im/∂X_f ·
+        dX[g, c, f] for any C: 3 for positions, 6 for strain components), and the slice of
+        the M columns the term fills.
     n_cols : int, M
 
     Returns
@@ -233,41 +284,43 @@ def design_rows(batch, targets, ds, local, n_cols, *, grad_chunk=4096):
     A_parts, b_parts = [], []
     tg = [targets[k] for k, _ in batch]
     n_s = len(batch)
-    e_cols = local.energy_cols(ds)
-    S_struct = scatter_rows(ds.structure_index, n_s)
-    A_E = S_struct @ e_cols
-    sel = [s for s in range(n_s) if tg[s] is not None and tg[s].energy is not None]
-    if sel:
-        sig = np.array([tg[s].sigma[0] for s in sel])
-        A_parts.append(A_E[sel] / sig[:, None])
-        b_parts.append(np.array([tg[s].energy for s in sel]) / sig)
-    # forces: frames with force targets only
+    e_rows = [s for s in range(n_s) if tg[s] is not None and tg[s].energy is not None]
     f_frames = [s for s in range(n_s) if tg[s] is not None and tg[s].forces is not None]
-    if f_frames and ds.grad_values is not None:
-        n_atoms = np.array([len(a) for _, a in batch])
-        offset = np.concatenate([[0], np.cumsum(n_atoms)])
-        n_tot = int(offset[-1])
-        A_F = np.zeros((n_tot, 3 * n_cols))
-        samples = ds.grad_samples
-        target_row = offset[samples[:, 1]] + samples[:, 2]
-        for g0 in range(0, samples.shape[0], grad_chunk):
-            g1 = min(samples.shape[0], g0 + grad_chunk)
-            T = local.grad_cols(ds, ds.grad_values[g0:g1], samples[g0:g1, 0])
-            A_F -= scatter_rows(target_row[g0:g1], n_tot) @ T.reshape(g1 - g0, 3 * n_cols)
-        A_F = A_F.reshape(n_tot, 3, n_cols)
-        for s in f_frames:
-            rows = A_F[offset[s]:offset[s + 1]].reshape(-1, n_cols)
-            A_parts.append(rows / tg[s].sigma[1])
-            b_parts.append(tg[s].forces.reshape(-1) / tg[s].sigma[1])
     v_frames = [s for s in range(n_s) if tg[s] is not None and tg[s].de is not None]
-    if v_frames and ds.strain_grad is not None:
-        dXs = voigt(np.moveaxis(ds.strain_grad, -1, 1))          # (n_rows, F, 6)
-        dXs = np.ascontiguousarray(np.moveaxis(dXs, -1, 1))       # (n_rows, 6, F)
-        T = local.grad_cols(ds, dXs, np.arange(ds.n_rows))
-        A_V = (S_struct @ T.reshape(ds.n_rows, 6 * n_cols)).reshape(n_s, 6, n_cols)
-        for s in v_frames:
-            A_parts.append(A_V[s] / tg[s].sigma[2])
-            b_parts.append(tg[s].de / tg[s].sigma[2])
+    n_atoms = np.array([len(a) for _, a in batch])
+    offset = np.concatenate([[0], np.cumsum(n_atoms)])
+    n_tot = int(offset[-1])
+    A_E = np.zeros((n_s, n_cols))
+    A_F = np.zeros((n_tot, 3, n_cols)) if f_frames else None
+    A_V = np.zeros((n_s, 6, n_cols)) if v_frames else None
+    for ds, local, cols in terms:
+        m = cols.stop - cols.start
+        S_struct = scatter_rows(ds.structure_index, n_s)
+        A_E[:, cols] = S_struct @ local.energy_cols(ds)
+        if f_frames and ds.grad_values is not None:
+            samples = ds.grad_samples
+            target_row = offset[samples[:, 1]] + samples[:, 2]
+            part = np.zeros((n_tot, 3 * m))
+            for g0 in range(0, samples.shape[0], grad_chunk):
+                g1 = min(samples.shape[0], g0 + grad_chunk)
+                T = local.grad_cols(ds, ds.grad_values[g0:g1], samples[g0:g1, 0])
+                part -= scatter_rows(target_row[g0:g1], n_tot) @ T.reshape(g1 - g0, 3 * m)
+            A_F[:, :, cols] = part.reshape(n_tot, 3, m)
+        if v_frames and ds.strain_grad is not None:
+            dXs = voigt(np.moveaxis(ds.strain_grad, -1, 1))          # (n_rows, F, 6)
+            dXs = np.ascontiguousarray(np.moveaxis(dXs, -1, 1))       # (n_rows, 6, F)
+            T = local.grad_cols(ds, dXs, np.arange(ds.n_rows))
+            A_V[:, :, cols] = (S_struct @ T.reshape(ds.n_rows, 6 * m)).reshape(n_s, 6, m)
+    if e_rows:
+        sig = np.array([tg[s].sigma[0] for s in e_rows])
+        A_parts.append(A_E[e_rows] / sig[:, None])
+        b_parts.append(np.array([tg[s].energy for s in e_rows]) / sig)
+    for s in f_frames:
+        A_parts.append(A_F[offset[s]:offset[s + 1]].reshape(-1, n_cols) / tg[s].sigma[1])
+        b_parts.append(tg[s].forces.reshape(-1) / tg[s].sigma[1])
+    for s in v_frames:
+        A_parts.append(A_V[s] / tg[s].sigma[2])
+        b_parts.append(tg[s].de / tg[s].sigma[2])
     if not A_parts:
         return np.zeros((0, n_cols)), np.zeros(0)
     return np.vstack(A_parts), np.concatenate(b_parts)
@@ -279,13 +332,14 @@ def contract_gradients(ds, v_nf, n_atoms, *, stress=True):
     dE/dr_a = Σ_g dX_g · v_{row(g)},   dE/dε = Σ_i dX_i/dε · v_i.
     """
     samples = ds.grad_samples
-    per_g = np.einsum("gcf,gf->gc", ds.grad_values, v_nf[samples[:, 0]], optimize=True)
+    # plain einsum: its fused loop beats optimize=True (a batched matmul with copies) here
+    per_g = np.einsum("gcf,gf->gc", ds.grad_values, v_nf[samples[:, 0]])
     dE_dr = np.zeros((n_atoms, 3))
     for c in range(3):
         dE_dr[:, c] = np.bincount(samples[:, 2], weights=per_g[:, c], minlength=n_atoms)
     dE_de = None
     if stress and ds.strain_grad is not None:
-        dE_de = np.einsum("nabf,nf->ab", ds.strain_grad, v_nf, optimize=True)
+        dE_de = np.einsum("nabf,nf->ab", ds.strain_grad, v_nf)
     return dE_dr, dE_de
 
 

@@ -31,8 +31,8 @@ def hypers_class(kind):
 def _fitter(kind):
     from mlptools.models import gap, linear, nn
 
-    def fit_quadratic(frames, hypers, *, rng):
-        return linear.fit_linear(frames, hypers, rng=rng, quadratic=True)
+    def fit_quadratic(frames, hypers, *, rng, **kwargs):
+        return linear.fit_linear(frames, hypers, rng=rng, quadratic=True, **kwargs)
 
     fitters = {"gap": gap.fit_gap, "linear": linear.fit_linear, "quadratic": fit_quadratic,
                "nn": nn.fit_nn}
@@ -41,7 +41,7 @@ def _fitter(kind):
     return fitters[kind]
 
 
-def fit(kind, frames, hypers, *, rng, committee=0):
+def fit(kind, frames, hypers, *, rng, committee=0, descriptors=None):
     """Fit one model of ``kind``, or with ``committee`` >= 2 a committee of that many.
 
     One model: :func:`mlptools.models.gap.fit_gap`, :func:`~.linear.fit_linear` or
@@ -52,7 +52,13 @@ def fit(kind, frames, hypers, *, rng, committee=0):
 
     fit_one = _fitter(kind)
     if not committee:
+        if descriptors is not None:
+            if kind == "nn":
+                raise ParameterError("--descriptors applies to gap, linear and quadratic")
+            return fit_one(frames, hypers, rng=rng, descriptors=descriptors)
         return fit_one(frames, hypers, rng=rng)
+    if descriptors is not None:
+        raise ParameterError("--descriptors cannot be combined with --committee")
     from mlptools.models import committee as cm
 
     hypers = _as_hypers(hypers, hypers_class(kind))
@@ -69,17 +75,8 @@ def prediction_errors(model, frames, *, uncertainty=False):
     return compute_errors(frames, preds), preds
 
 
-def check_valid_species(model, frames, name):
-    from mlptools.models.base import species_symbols
-
-    for k, atoms in enumerate(frames):
-        extra = sorted(set(int(z) for z in atoms.numbers) - set(model.species))
-        if extra:
-            raise InputError(f"{name}: frame {k}: species {species_symbols(extra)} not in the "
-                             f"training data ({species_symbols(model.species)})")
-
-
-def fit_model(kind, train, hypers, *, rng, valid=None, valid_name="valid", committee=0):
+def fit_model(kind, train, hypers, *, rng, valid=None, valid_name="valid", descriptors=None,
+              committee=0):
     """Fit, then fill ``model.training_errors`` (and the uncertainty calibration).
 
     GAP's force-uncertainty scale is calibrated on the training set; a committee's spread on
@@ -91,6 +88,7 @@ def fit_model(kind, train, hypers, *, rng, valid=None, valid_name="valid", commi
     train, valid : lists of labelled ase.Atoms (valid optional)
     hypers : the kind's hypers (dataclass, dict or spec string)
     rng : numpy.random.Generator
+    descriptors : DescriptorSet, optional, precomputed SOAP of ``train`` (see ``fit_gap``)
     committee : int, 0 for one model, else the number of committee members (>= 2)
 
     Returns
@@ -110,7 +108,7 @@ def fit_model(kind, train, hypers, *, rng, valid=None, valid_name="valid", commi
                                  f"not in the training data "
                                  f"({species_symbols(sorted(train_species))})")
     t0 = time.perf_counter()
-    model = fit(kind, train, hypers, rng=rng, committee=committee)
+    model = fit(kind, train, hypers, rng=rng, committee=committee, descriptors=descriptors)
     seconds = time.perf_counter() - t0
     log.info("%s: fitted in %.1f s", kind, seconds)
     if committee:

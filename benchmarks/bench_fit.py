@@ -1,0 +1,116 @@
+"""Benchmark: fit time / peak memory of ``mlptools fit``, and prediction cost per atom per MD step.
+
+Fit: runs ``mlptools fit TRAIN --model KIND`` in a subprocess (so peak RSS is the fit's own,
+from ``resource.getrusage(RUSAGE_CHILDREN)``), with ``OMP_NUM_THREADS`` and
+``OPENBLAS_NUM_THREADS`` set to ``--threads``, and reports wall time and peak memory.
+
+Prediction: for each model file, a rattled 1000-atom diamond Si cell (5×5×5 cubic cells); each
+"step" moves the atoms slightly and asks the calculator for energy, forces and stress (a full
+recomputation: SOAP with gradients, kernel, contraction), single-threaded unless ``--threads``
+says otherwise. Reported: best-of-``--repeat`` seconds per step and ms per atom per step.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_fit.py --train ../shared/data/mlearn/Si/train.xyz \\
+        [--kinds gap,linear,quadratic] [--threads 2] [--predict-threads 1] [--repeat 3]
+
+Output goes to stdout and to benchmarks/results/fit.txt.
+"""
+
+import argparse
+import datetime
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def _env(threads):
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads), PYTHONPATH=str(ROOT))
+    return env
+
+
+def time_fit(train, kind, threads, out, extra=()):
+    """(wall s, peak RSS MB, stdout) of one ``mlptools fit`` subprocess."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "mlptools", "fit", str(train), "--model", kind,
+                           "-o", str(out), *extra], env=_env(threads), capture_output=True,
+                          text=True, check=True)
+    wall = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return wall, max(peak, before) / 1024.0, proc.stdout
+
+
+_PREDICT = r"""
+import sys, time, numpy as np
+from ase.build import bulk
+import mlptools
+calc = mlptools.load(sys.argv[1])
+repeat = int(sys.argv[2])
+rng = np.random.default_rng(1)
+atoms = bulk("Si", "diamond", a=5.431, cubic=True) * (5, 5, 5)
+atoms.positions += rng.normal(0, 0.05, atoms.positions.shape)
+atoms.calc = calc
+atoms.get_forces()                     # warm-up: radial tables, caches
+best = float("inf")
+for _ in range(repeat):
+    atoms.positions += rng.normal(0, 1e-3, atoms.positions.shape)
+    t0 = time.perf_counter()
+    atoms.get_potential_energy(); atoms.get_forces(); atoms.get_stress()
+    best = min(best, time.perf_counter() - t0)
+print(len(atoms), best)
+"""
+
+
+def time_predict(model, threads, repeat):
+    out = subprocess.run([sys.executable, "-c", _PREDICT, str(model), str(repeat)],
+                         env=_env(threads), capture_output=True, text=True, check=True).stdout
+    n, seconds = out.split()
+    return int(n), float(seconds)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--train", required=True)
+    p.add_argument("--kinds", default="gap,linear,quadratic")
+    p.add_argument("--threads", type=int, default=2, help="threads of the fit")
+    p.add_argument("--predict-threads", type=int, default=1)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--keep", default=None, help="directory to keep the model files in")
+    args = p.parse_args()
+
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    lines = [f"mlptools fit benchmark; {now} UTC; train {args.train}; fit threads "
+             f"{args.threads}, prediction threads "
+             f"{args.predict_threads}; load average {os.getloadavg()[0]:.2f} at start",
+             f"{'kind':<10} {'fit s':>8} {'peak MB':>8} | {'atoms':>6} {'s/step':>8} "
+             f"{'ms/atom/step':>13}"]
+    print(lines[0], flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        where = Path(args.keep or tmp)
+        where.mkdir(parents=True, exist_ok=True)
+        for kind in args.kinds.split(","):
+            model = where / f"{kind}.h5"
+            wall, peak, _ = time_fit(args.train, kind, args.threads, model)
+            n, sec = time_predict(model, args.predict_threads, args.repeat)
+            lines.append(f"{kind:<10} {wall:8.1f} {peak:8.0f} | {n:6d} {sec:8.3f} "
+                         f"{1000.0 * sec / n:13.4f}")
+            print(lines[-1], flush=True)
+    lines.append(f"load average at the end {os.getloadavg()[0]:.2f} (other processes distort "
+                 "timings)")
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "fit.txt").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines[1:]))
+
+
+if __name__ == "__main__":
+    main()
