@@ -1058,8 +1058,11 @@ def prepare_training(frames, hypers=None):
     hypers = as_nn_hypers(hypers)
     frames = list(frames)
     species = training_species(frames)
+    # prepare_fit sets the SOAP species; the ACSF ones are set here, so the stored hypers
+    # carry the species of whichever descriptor the networks use
+    hypers = dataclasses.replace(hypers, acsf=fix_species(hypers.acsf, species))
     hypers, common, frame_targets = prepare_fit(frames, hypers)
-    descriptor = fix_species(hypers.descriptor_hypers, species)
+    descriptor = hypers.descriptor_hypers
     use_f, use_v = hypers.sigma_force > 0, hypers.sigma_virial > 0
     targets = Targets.from_frame_targets(frame_targets, [len(a) for a in frames])
     use_v = use_v and bool(np.isfinite(targets.de).any())
