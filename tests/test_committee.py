@@ -195,6 +195,7 @@ def test_cli_committee_text_table(cli, files, tmp_path):
     (["--model", "gap", "--acsf", "compact"], "--acsf applies to --model nn only"),
     (["--model", "nn", "--hypers", "hidden=0"], "'hidden'"),
     (["--model", "nn", "--acsf", "nosuchpreset"], "unknown ACSF preset"),
+    (["--model", "linear", "--checkpoint", "ck.npz"], "--checkpoint applies to --model nn"),
 ])
 def test_cli_bad_options(cli, files, tmp_path, args, match):
     out = tmp_path / "bad.h5"
@@ -217,3 +218,19 @@ def test_cli_help_mentions_nn_and_units(cli):
     assert result.exit_code == 0
     for text in ("nn", "--committee", "--acsf", "eV/Å"):
         assert text in result.stdout
+
+
+def test_cli_committee_checkpoint_rerun_gives_the_same_model(cli, files, tmp_path):
+    ckpt = tmp_path / "ck.npz"
+    models = []
+    for k in range(2):
+        out = tmp_path / f"c{k}.h5"
+        result = CliRunner().invoke(cli, ["fit", str(files / "train.xyz"), "--model", "nn",
+                                          "--acsf", "compact", "--hypers", "hidden=6 max_iter=30",
+                                          "--committee", "2", "--checkpoint", str(ckpt),
+                                          "--seed", "3", "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        models.append(load_model(out))
+    for a, b in zip(models[0].members, models[1].members, strict=True):
+        np.testing.assert_array_equal(a._theta(), b._theta())
+    assert set(np.load(ckpt).files) >= {"member_0/theta", "member_1/theta"}

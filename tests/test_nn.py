@@ -16,7 +16,7 @@ import mlptools
 from mlptools.calculators import make_calculator
 from mlptools.descriptors.acsf import load_acsf_hypers
 from mlptools.descriptors.hypers import SoapHypers
-from mlptools.errors import InputError, ParameterError
+from mlptools.errors import InputError, ParameterError, Terminated
 from mlptools.models import nn
 from mlptools.models.base import load_model, save_model
 from mlptools.workflows import structures as st
@@ -311,3 +311,56 @@ def test_fine_preset_for_networks():
     assert hypers.cutoff == 6.0
     names = acsf_feature_names(hypers.__class__.from_dict({**hypers.to_dict(), "species": [14]}))
     assert len(names) == 24 and sum(n.startswith("G4") for n in names) == 12
+
+
+class _InterruptedCheckpoint(nn.NNCheckpoint):
+    """Raises Terminated (as the SIGTERM handler does) right after the n-th save."""
+
+    def __init__(self, path, after):
+        super().__init__(path)
+        self.after = after
+
+    def save(self, key, state):
+        super().save(key, state)
+        self.after -= 1
+        if self.after == 0:
+            raise Terminated("SIGTERM")
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_checkpoint_resume(sw_data, tmp_path, optimizer):
+    """Stopped by SIGTERM after 25 iterations, a rerun resumes there and reaches the limit."""
+    train, _ = sw_data
+    hypers = nn.NNHypers(hidden=(8,), max_iter=60, patience=0, acsf=COMPACT, optimizer=optimizer,
+                         learning_rate=0.01)
+    ds, targets, common = nn.prepare_training(train[:12], hypers)
+    path = tmp_path / "ckpt.npz"
+
+    def run(checkpoint):
+        return nn.train_nn(ds, targets, hypers, rng=np.random.default_rng(5), common=common,
+                           checkpoint=checkpoint)
+
+    with pytest.raises(Terminated):
+        run(_InterruptedCheckpoint(path, after=1))
+    saved = nn.NNCheckpoint(path).load("nn")
+    assert saved["iteration"] == nn.CHECKPOINT_EVERY and not saved["done"]
+    resumed = run(nn.NNCheckpoint(path))
+    assert resumed.info["iterations"] == 60
+    block = nn._Block(ds, resumed.species, resumed.feature_mean, resumed.feature_std, targets)
+    loss_saved = nn._loss(np.array(saved["theta"]), block, resumed)[0]
+    assert nn._loss(resumed._theta(), block, resumed)[0] < loss_saved
+    # a finished state is returned as it is, without training
+    again = run(nn.NNCheckpoint(path))
+    np.testing.assert_array_equal(again._theta(), resumed._theta())
+
+
+def test_checkpoint_of_another_run_is_refused(sw_data, tmp_path):
+    train, _ = sw_data
+    hypers = nn.NNHypers(hidden=(4,), max_iter=5, acsf=COMPACT)
+    ds, targets, common = nn.prepare_training(train[:4], hypers)
+    path = tmp_path / "ckpt.npz"
+    nn.train_nn(ds, targets, hypers, rng=np.random.default_rng(1), common=common,
+                checkpoint=nn.NNCheckpoint(path))
+    with pytest.raises(InputError, match="checkpoint of another run"):
+        nn.train_nn(ds, targets, hypers, rng=np.random.default_rng(2), common=common,
+                    checkpoint=nn.NNCheckpoint(path))

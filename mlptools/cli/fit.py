@@ -54,6 +54,9 @@ from mlptools.cli import _common as c
 @click.option("--baseline", metavar="zbl|none", default=None,
               help="Repulsive pair baseline: zbl (switched off between 0.5 and 0.75 × the sum of "
                    "covalent radii; \"zbl inner=0.5 outer=0.75\") or none [default: zbl].")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="--model nn: save the training state here every 25 iterations and on "
+                   "SIGTERM (exit 143); rerunning the same command resumes from it.")
 @click.option("--max-memory", type=click.FloatRange(min=0, min_open=True), default=None,
               metavar="GB", help="Refuse to start when the fit would need more memory (GB).")
 @click.option("--format", "fmt", type=click.Choice(["text", "tsv", "json"]), default="text",
@@ -63,9 +66,8 @@ from mlptools.cli import _common as c
 @c.output(hdf5=True, help="Model file (HDF5, written atomically).")
 @c.verbosity_options
 def fit(train, valid, kind, committee, acsf_spec, soap_spec, descriptors_path, hypers_spec,
-        twobody_spec, n_sparse,
-        sigma_energy, sigma_force, sigma_virial, e0, baseline, max_memory, fmt, seed,
-        min_distance, output):
+        twobody_spec, n_sparse, sigma_energy, sigma_force, sigma_virial, e0, baseline,
+        checkpoint, max_memory, fmt, seed, min_distance, output):
     """Fit a potential to energies (eV), forces (eV/Å) and stresses.
 
     Reads labelled structures (extxyz, '-' = stdin, an mlptools structure database, or any
@@ -152,6 +154,9 @@ def fit(train, valid, kind, committee, acsf_spec, soap_spec, descriptors_path, h
                                    f"{max_memory:g} GB; lower --n-sparse or hyper batch_atoms")
 
     def on_term(signum, frame):
+        if checkpoint is not None:
+            raise Terminated(f"stopped by SIGTERM; no model written; {checkpoint} holds the "
+                             "training state: rerun the same command to resume")
         raise Terminated("stopped by SIGTERM; no model written")
 
     previous = signal.signal(signal.SIGTERM, on_term)
@@ -159,7 +164,8 @@ def fit(train, valid, kind, committee, acsf_spec, soap_spec, descriptors_path, h
         try:
             result = wf.fit_model(kind, train_frames, hypers, rng=c.make_rng(seed or 0),
                                   valid=valid_frames, valid_name=valid_name,
-                                  descriptors=descriptors, committee=committee or 0)
+                                  descriptors=descriptors, committee=committee or 0,
+                                  checkpoint=checkpoint)
         except InputError as exc:
             if descriptors is None or not str(exc).startswith("descriptors:"):
                 raise

@@ -165,7 +165,7 @@ def bootstrap_weights(n_structures, rng):
                        minlength=n_structures).astype(np.float64)
 
 
-def fit_nn_committee(frames, hypers=None, *, n_members, rng, bootstrap=True):
+def fit_nn_committee(frames, hypers=None, *, n_members, rng, bootstrap=True, checkpoint=None):
     """Fit ``n_members`` Behler–Parrinello networks on bootstrap resamples of ``frames``.
 
     The descriptors, targets, E0 and baseline are computed once and shared; each member gets
@@ -179,6 +179,8 @@ def fit_nn_committee(frames, hypers=None, *, n_members, rng, bootstrap=True):
     n_members : int >= 2
     rng : numpy.random.Generator
     bootstrap : bool, resample the structures for each member (else all, different seeds only)
+    checkpoint : mlptools.models.nn.NNCheckpoint, optional; members are saved as
+        ``member_<k>``, so a rerun skips the finished ones and resumes the current one
 
     Returns
     -------
@@ -194,7 +196,8 @@ def fit_nn_committee(frames, hypers=None, *, n_members, rng, bootstrap=True):
         weight = bootstrap_weights(ds.n_structures, member_rng) if bootstrap else None
         logger.info("committee: nn member %d of %d", k + 1, n_members)
         members.append(nn.train_nn(ds, targets, hypers, rng=member_rng, common=common,
-                                   weight=weight))
+                                   weight=weight, checkpoint=checkpoint,
+                                   checkpoint_key=f"member_{k}"))
     info = {"bootstrap": bool(bootstrap),
             "member_train_seconds": [m.info.get("train_seconds") for m in members]}
     return Committee(members=members, info=info, **common)

@@ -73,6 +73,7 @@ from mlptools.models.base import Model, register
 from mlptools.models.gap import FitCommon, _as_hypers, prepare_fit, training_species
 
 __all__ = [
+    "NNCheckpoint",
     "NNHypers",
     "NNModel",
     "Targets",
@@ -831,7 +832,8 @@ def _energy_scale(targets):
     return float(max(np.sqrt(np.mean(per_atom ** 2)), 0.05))
 
 
-def train_nn(descriptors, targets, hypers=None, *, rng, common, weight=None):
+def train_nn(descriptors, targets, hypers=None, *, rng, common, weight=None, checkpoint=None,
+             checkpoint_key="nn"):
     """Train the networks on precomputed descriptors and targets.
 
     Parameters
@@ -849,6 +851,11 @@ def train_nn(descriptors, targets, hypers=None, *, rng, common, weight=None):
     weight : (n_structures,) float, optional
         Extra per-structure weights (bootstrap counts of a committee member); 0 drops a
         structure.
+    checkpoint : NNCheckpoint, optional
+        Training state saved every ``CHECKPOINT_EVERY`` iterations, when training ends and on
+        :class:`~mlptools.errors.Terminated`; a state found under ``checkpoint_key`` resumes
+        (a finished one is returned without training).
+    checkpoint_key : str, name of this network's state (committee members differ)
 
     Returns
     -------
@@ -859,7 +866,8 @@ def train_nn(descriptors, targets, hypers=None, *, rng, common, weight=None):
     ParameterError
         Bad hypers, descriptors without per-atom rows, or missing gradients.
     InputError
-        Targets and descriptors of different structures, or nothing to fit.
+        Targets and descriptors of different structures, nothing to fit, or a checkpoint
+        made by another run (other data, hypers or seed).
     ComputationError
         The training diverged (non-finite loss).
     """
@@ -903,12 +911,15 @@ def train_nn(descriptors, targets, hypers=None, *, rng, common, weight=None):
                              stress=fit_v)
     logger.info("nn: %d species x %d parameters; %d training, %d validation structures",
                 len(species), _n_params(shapes), train_idx.size, valid_idx.size)
+    saver = _Saver(checkpoint, checkpoint_key, theta0, hypers, ds)
     with _single_thread_blas():
-        if hypers.optimizer == "lbfgs":
-            theta, record = _train_lbfgs(theta0, block_train, block_valid, model)
+        if saver.finished is not None:
+            theta, record = saver.finished
+        elif hypers.optimizer == "lbfgs":
+            theta, record = _train_lbfgs(theta0, block_train, block_valid, model, saver)
         else:
             theta, record = _train_adam(theta0, ds_train, t_train, weight[train_idx],
-                                        block_train, block_valid, model, rng)
+                                        block_train, block_valid, model, rng, saver)
     n_per = _n_params(shapes)
     model.params = {z: theta[k * n_per:(k + 1) * n_per].copy() for k, z in enumerate(species)}
     record.update(train_seconds=round(time.perf_counter() - t0, 3), n_train=int(train_idx.size),
@@ -957,7 +968,91 @@ class _EarlyStopping:
             valid = _loss(theta, self.block, self.model, grad=False, l2=False)[0]
         if valid < self.best:
             self.best, self.best_theta, self.best_iter = valid, theta.copy(), iteration
+        return self.exhausted(iteration)
+
+    def exhausted(self, iteration):
         return self.patience > 0 and iteration - self.best_iter >= self.patience
+
+    def state(self):
+        return {"best": self.best, "best_theta": self.best_theta, "best_iter": self.best_iter}
+
+    def restore(self, state):
+        self.best = float(state["best"])
+        self.best_theta = np.array(state["best_theta"], dtype=np.float64)
+        self.best_iter = int(state["best_iter"])
+
+
+#: iterations (Adam: epochs) between checkpoint saves
+CHECKPOINT_EVERY = 25
+
+
+class NNCheckpoint:
+    """Training states of networks in one ``.npz`` file, rewritten atomically on each save.
+
+    ``load(key)`` gives the saved state dict of a network (or None), ``save(key, state)``
+    stores one; a state holds float arrays and scalars (``theta``, ``best_theta``,
+    ``iteration``, ``best_iter``, ``best``, ``done``, a run ``fingerprint``, and Adam's moments).
+    """
+
+    def __init__(self, path):
+        from pathlib import Path
+
+        self.path = Path(path)
+        self._states = {}
+        if self.path.exists():
+            try:
+                with np.load(self.path, allow_pickle=False) as data:
+                    for name in data.files:
+                        key, _, field = name.partition("/")
+                        value = data[name]
+                        self._states.setdefault(key, {})[field] = (
+                            value.item() if value.ndim == 0 else value)
+            except (OSError, ValueError) as exc:
+                raise InputError(f"{self.path}: not an nn checkpoint ({exc}); remove it to "
+                                 "start afresh") from None
+
+    def load(self, key):
+        return self._states.get(key)
+
+    def save(self, key, state):
+        from mlptools.io.atomic import atomic_path
+
+        self._states[key] = dict(state)
+        arrays = {f"{k}/{f}": np.asarray(v) for k, st in self._states.items()
+                  for f, v in st.items() if v is not None}
+        with atomic_path(self.path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+
+class _Saver:
+    """Glue between a training loop and an optional checkpoint (resume state, periodic save)."""
+
+    def __init__(self, checkpoint, key, theta0, hypers, descriptors):
+        import hashlib
+
+        self.checkpoint, self.key = checkpoint, key
+        digest = hashlib.sha256(theta0.tobytes())
+        digest.update(hypers.to_json().encode())
+        digest.update(str((descriptors.n_structures, descriptors.n_rows)).encode())
+        self.fingerprint = digest.hexdigest()
+        self.resume = checkpoint.load(key) if checkpoint is not None else None
+        self.finished = None
+        if self.resume is not None:
+            if str(self.resume.get("fingerprint")) != self.fingerprint:
+                raise InputError(f"{checkpoint.path}: checkpoint of another run (other data, "
+                                 "hypers or seed); remove it to start afresh")
+            logger.info("nn: resuming %s from iteration %d", key, int(self.resume["iteration"]))
+            if bool(self.resume.get("done")):
+                self.finished = (np.array(self.resume["best_theta"]),
+                                 json.loads(str(self.resume["record"])))
+
+    def save(self, iteration, theta, stopper, done=False, record=None, **extra):
+        if self.checkpoint is None:
+            return
+        state = dict(fingerprint=self.fingerprint, iteration=int(iteration),
+                     theta=np.asarray(theta), done=bool(done),
+                     record=json.dumps(record or {}), **stopper.state(), **extra)
+        self.checkpoint.save(self.key, state)
 
 
 def _check_finite(loss, iteration):
@@ -966,12 +1061,15 @@ def _check_finite(loss, iteration):
                                "lower learning_rate or raise l2")
 
 
-def _train_lbfgs(theta0, block_train, block_valid, model):
+def _train_lbfgs(theta0, block_train, block_valid, model, saver):
+    """L-BFGS-B with early stopping; a resumed run restarts the curvature memory."""
     from scipy.optimize import minimize
+
+    from mlptools.errors import Terminated
 
     hyp = model.nn_hypers
     stopper = _EarlyStopping(block_valid, model, hyp.patience)
-    state = {"it": 0}
+    state = {"it": 0, "x": theta0}
 
     def fun(theta):
         loss, grad = _loss(theta, block_train, model)
@@ -980,30 +1078,50 @@ def _train_lbfgs(theta0, block_train, block_valid, model):
 
     def callback(intermediate_result):
         state["it"] += 1
+        state["x"] = intermediate_result.x.copy()
         stop = stopper.update(state["it"], intermediate_result.x, intermediate_result.fun)
         if state["it"] % 50 == 0:
             logger.info("nn L-BFGS iteration %d: train loss %.4g, best validation loss %.4g "
                         "(iteration %d)", state["it"], intermediate_result.fun, stopper.best,
                         stopper.best_iter)
+        if state["it"] % CHECKPOINT_EVERY == 0:
+            saver.save(state["it"], state["x"], stopper)
         if stop:
             raise StopIteration
 
-    stopper.update(0, theta0, fun(theta0)[0])
-    res = minimize(fun, theta0, jac=True, method="L-BFGS-B", callback=callback,
-                   options={"maxiter": hyp.max_iter, "maxfun": 2 * hyp.max_iter + 20,
-                            "maxcor": 20, "ftol": 1e-14, "gtol": 1e-12})
-    theta = stopper.best_theta if stopper.best_theta is not None else res.x
-    return theta, {"optimizer": "lbfgs", "iterations": state["it"],
-                   "best_iteration": stopper.best_iter, "valid_loss": float(stopper.best),
-                   "message": str(res.message)}
+    if saver.resume is not None:
+        stopper.restore(saver.resume)
+        state["it"] = int(saver.resume["iteration"])
+        state["x"] = np.array(saver.resume["theta"], dtype=np.float64)
+    else:
+        stopper.update(0, theta0, fun(theta0)[0])
+    message = "resumed at the iteration limit"
+    remaining = hyp.max_iter - state["it"]
+    if remaining > 0 and not stopper.exhausted(state["it"]):
+        try:
+            res = minimize(fun, state["x"], jac=True, method="L-BFGS-B", callback=callback,
+                           options={"maxiter": remaining, "maxfun": 2 * remaining + 20,
+                                    "maxcor": 20, "ftol": 1e-14, "gtol": 1e-12})
+        except Terminated:
+            saver.save(state["it"], state["x"], stopper)
+            raise
+        message = str(res.message)
+    theta = stopper.best_theta if stopper.best_theta is not None else state["x"]
+    record = {"optimizer": "lbfgs", "iterations": state["it"],
+              "best_iteration": stopper.best_iter, "valid_loss": float(stopper.best),
+              "message": message}
+    saver.save(state["it"], state["x"], stopper, done=True, record=record)
+    return theta, record
 
 
-def _train_adam(theta0, ds_train, t_train, weight, block_train, block_valid, model, rng):
+def _train_adam(theta0, ds_train, t_train, weight, block_train, block_valid, model, rng, saver):
+    """Adam on fixed mini-batches of structures, visited in a new order every epoch."""
+    from mlptools.errors import Terminated
+
     hyp = model.nn_hypers
     n = ds_train.n_structures
     n_batches = max(1, math.ceil(n / hyp.batch_size))
-    # mini-batches are fixed groups of structures (a block is expensive to build), visited in a
-    # new random order every epoch
+    # mini-batches are fixed groups of structures (a block is expensive to build)
     perm = rng.permutation(n)
     blocks = []
     for b in range(n_batches):
@@ -1017,29 +1135,46 @@ def _train_adam(theta0, ds_train, t_train, weight, block_train, block_valid, mod
     m = np.zeros_like(theta)
     v = np.zeros_like(theta)
     beta1, beta2, eps = 0.9, 0.999, 1e-8
-    step = 0
-    stopper.update(0, theta, _loss(theta, block_train, model, grad=False)[0])
-    epoch = 0
-    for epoch in range(1, hyp.max_iter + 1):
-        for b in rng.permutation(n_batches):
-            if not blocks[b].active.any():
-                continue
-            loss, grad = _loss(theta, blocks[b], model)
-            _check_finite(loss, epoch)
-            step += 1
-            m = beta1 * m + (1 - beta1) * grad
-            v = beta2 * v + (1 - beta2) * grad * grad
-            theta -= hyp.learning_rate * (m / (1 - beta1 ** step)) / (
-                np.sqrt(v / (1 - beta2 ** step)) + eps)
-        train_loss = _loss(theta, block_train, model, grad=False)[0]
-        if epoch % 10 == 0:
-            logger.info("nn Adam epoch %d: train loss %.4g, best validation loss %.4g",
-                        epoch, train_loss, stopper.best)
-        if stopper.update(epoch, theta, train_loss):
-            break
-    return stopper.best_theta, {"optimizer": "adam", "iterations": epoch,
-                                "best_iteration": stopper.best_iter,
-                                "valid_loss": float(stopper.best)}
+    step = epoch = 0
+    if saver.resume is not None:
+        stopper.restore(saver.resume)
+        theta = np.array(saver.resume["theta"], dtype=np.float64)
+        m, v = np.array(saver.resume["adam_m"]), np.array(saver.resume["adam_v"])
+        step, epoch = int(saver.resume["adam_step"]), int(saver.resume["iteration"])
+    else:
+        stopper.update(0, theta, _loss(theta, block_train, model, grad=False)[0])
+
+    def save(done=False, record=None):
+        saver.save(epoch, theta, stopper, done=done, record=record, adam_m=m, adam_v=v,
+                   adam_step=step)
+
+    try:
+        while epoch < hyp.max_iter and not stopper.exhausted(epoch):
+            epoch += 1
+            for b in rng.permutation(n_batches):
+                if not blocks[b].active.any():
+                    continue
+                loss, grad = _loss(theta, blocks[b], model)
+                _check_finite(loss, epoch)
+                step += 1
+                m = beta1 * m + (1 - beta1) * grad
+                v = beta2 * v + (1 - beta2) * grad * grad
+                theta = theta - hyp.learning_rate * (m / (1 - beta1 ** step)) / (
+                    np.sqrt(v / (1 - beta2 ** step)) + eps)
+            train_loss = _loss(theta, block_train, model, grad=False)[0]
+            if epoch % 10 == 0:
+                logger.info("nn Adam epoch %d: train loss %.4g, best validation loss %.4g",
+                            epoch, train_loss, stopper.best)
+            stopper.update(epoch, theta, train_loss)
+            if epoch % CHECKPOINT_EVERY == 0:
+                save()
+    except Terminated:
+        save()
+        raise
+    record = {"optimizer": "adam", "iterations": epoch, "best_iteration": stopper.best_iter,
+              "valid_loss": float(stopper.best)}
+    save(done=True, record=record)
+    return stopper.best_theta, record
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1073,7 +1208,7 @@ def prepare_training(frames, hypers=None):
     return ds, targets, common
 
 
-def fit_nn(frames, hypers=None, *, rng):
+def fit_nn(frames, hypers=None, *, rng, checkpoint=None):
     """Fit a Behler–Parrinello network to labelled frames.
 
     Parameters
@@ -1082,6 +1217,7 @@ def fit_nn(frames, hypers=None, *, rng):
         eV/Å, stress eV/Å³) and optional ``info["config_type"]``, ``info["weight"]``
     hypers : NNHypers, dict or spec string (``"hidden=20,20 acsf=compact max_iter=500"``)
     rng : numpy.random.Generator (initial weights, validation split, Adam batches)
+    checkpoint : NNCheckpoint, optional (see :func:`train_nn`)
 
     Returns
     -------
@@ -1096,4 +1232,4 @@ def fit_nn(frames, hypers=None, *, rng):
     """
     hypers = as_nn_hypers(hypers)
     ds, targets, common = prepare_training(frames, hypers)
-    return train_nn(ds, targets, hypers, rng=rng, common=common)
+    return train_nn(ds, targets, hypers, rng=rng, common=common, checkpoint=checkpoint)

@@ -41,16 +41,25 @@ def _fitter(kind):
     return fitters[kind]
 
 
-def fit(kind, frames, hypers, *, rng, committee=0, descriptors=None):
+def fit(kind, frames, hypers, *, rng, committee=0, descriptors=None, checkpoint=None):
     """Fit one model of ``kind``, or with ``committee`` >= 2 a committee of that many.
 
     One model: :func:`mlptools.models.gap.fit_gap`, :func:`~.linear.fit_linear` or
     :func:`~.nn.fit_nn`. Committees: :func:`~.committee.fit_nn_committee` (descriptors
     shared) for nn, else :func:`~.committee.fit_committee` (bootstrap resamples of the frames).
+    ``checkpoint`` (nn only): path of the training checkpoint; a rerun resumes from it.
     """
     from mlptools.models.gap import _as_hypers
 
     fit_one = _fitter(kind)
+    if checkpoint is not None:
+        if kind != "nn":
+            raise ParameterError("--checkpoint applies to --model nn only")
+        from mlptools.models.nn import NNCheckpoint
+
+        checkpoint = NNCheckpoint(checkpoint)
+        if not committee:
+            return fit_one(frames, hypers, rng=rng, checkpoint=checkpoint)
     if not committee:
         if descriptors is not None:
             if kind == "nn":
@@ -63,7 +72,8 @@ def fit(kind, frames, hypers, *, rng, committee=0, descriptors=None):
 
     hypers = _as_hypers(hypers, hypers_class(kind))
     if kind == "nn":
-        return cm.fit_nn_committee(frames, hypers, n_members=committee, rng=rng)
+        return cm.fit_nn_committee(frames, hypers, n_members=committee, rng=rng,
+                                   checkpoint=checkpoint)
     return cm.fit_committee(fit_one, frames, hypers, n_members=committee, rng=rng)
 
 
@@ -76,7 +86,7 @@ def prediction_errors(model, frames, *, uncertainty=False):
 
 
 def fit_model(kind, train, hypers, *, rng, valid=None, valid_name="valid", descriptors=None,
-              committee=0):
+              committee=0, checkpoint=None):
     """Fit, then fill ``model.training_errors`` (and the uncertainty calibration).
 
     GAP's force-uncertainty scale is calibrated on the training set; a committee's spread on
@@ -90,6 +100,7 @@ def fit_model(kind, train, hypers, *, rng, valid=None, valid_name="valid", descr
     rng : numpy.random.Generator
     descriptors : DescriptorSet, optional, precomputed SOAP of ``train`` (see ``fit_gap``)
     committee : int, 0 for one model, else the number of committee members (>= 2)
+    checkpoint : path, optional (nn only), training checkpoint to save to and resume from
 
     Returns
     -------
@@ -108,7 +119,8 @@ def fit_model(kind, train, hypers, *, rng, valid=None, valid_name="valid", descr
                                  f"not in the training data "
                                  f"({species_symbols(sorted(train_species))})")
     t0 = time.perf_counter()
-    model = fit(kind, train, hypers, rng=rng, committee=committee, descriptors=descriptors)
+    model = fit(kind, train, hypers, rng=rng, committee=committee, descriptors=descriptors,
+                checkpoint=checkpoint)
     seconds = time.perf_counter() - t0
     log.info("%s: fitted in %.1f s", kind, seconds)
     if committee:
