@@ -45,7 +45,7 @@ def data():
 
 
 HYPERS = {
-    "gap": {"soap": SOAP, "n_sparse": 150},
+    "gap": {"soap": SOAP, "n_sparse": 150, "twobody": "none"},
     "gap+2b": {"soap": SOAP, "n_sparse": 150,
                "twobody": {"cutoff": 4.5, "n_sparse": 15, "delta": 0.5, "theta": 0.4}},
     "linear": {"soap": {**SOAP, "normalize": False}},
@@ -313,6 +313,9 @@ def test_hypers_round_trip_and_unknown_key():
     h = GapHypers.from_dict({"soap": SOAP, "zeta": 2, "n_sparse": 10})
     assert GapHypers.from_dict(h.to_dict()) == h
     assert GapHypers.from_json(h.to_json()) == h
+    off = GapHypers.from_dict({"twobody": "none"})
+    assert off.twobody is None and GapHypers.from_dict(off.to_dict()) == off
+    assert GapHypers().twobody.cutoff == 5.0
     assert LinearHypers.from_string("ridge=1e-3 n_components=5").n_components == 5
     with pytest.raises(ParameterError, match="did you mean 'n_sparse'"):
         GapHypers.from_dict({"n_spars": 10})

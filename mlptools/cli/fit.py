@@ -25,9 +25,9 @@ from mlptools.cli import _common as c
                    "(cur|fps), jitter; linear/quadratic: ridge, n_components; all: "
                    "config_type_sigma (\"Surface=σE,σF,σV ...\"), batch_atoms.")
 @click.option("--twobody", "twobody_spec", is_flag=False, flag_value="", default=None,
-              metavar="HYPERS", help="Add GAP's 2-body term (squared exponential on distances): "
-                                     "\"cutoff=5 delta=1 theta=0.5 n_sparse=30\" (Å, eV); "
-                                     "--twobody alone uses these defaults.")
+              metavar="HYPERS|none", help="GAP's 2-body term (squared exponential on distances), "
+                                          "on by default: \"cutoff=5 delta=1 theta=0.5 "
+                                          "n_sparse=30\" (Å, eV), or none.")
 @click.option("--n-sparse", type=click.IntRange(1), default=None,
               help="GAP sparse points over all species [default: 2000].")
 @click.option("--sigma-energy", type=click.FloatRange(0), default=None,
@@ -87,7 +87,7 @@ def fit(train, valid, kind, soap_spec, descriptors_path, hypers_spec, twobody_sp
     if twobody_spec is not None:
         if kind != "gap":
             raise ParameterError("--twobody applies to --model gap only")
-        data["twobody"] = twobody_spec
+        data["twobody"] = twobody_spec.strip() or {}
     descriptors = None
     if descriptors_path is not None:
         from mlptools.io.descriptors import read_descriptors
