@@ -347,3 +347,27 @@ def test_zbl_switches_off_below_the_training_distances(data):
     assert all(zbl.compute(a)["energies"].sum() == 0.0 for a in train)
     again = baselines.from_dict(zbl.to_dict())
     assert again.radii(14, 14) == (r_in, r_out)
+
+
+def test_frame_weights_and_config_type_sigmas(data, rng):
+    train, valid = data
+    h = {"soap": {**SOAP, "normalize": False}}
+    ref = fit_model("linear", train, h, rng=rng).model
+    bad = train[0].copy()
+    bad.calc = SinglePointCalculator(bad, energy=train[0].get_potential_energy() + 50.0,
+                                     forces=train[0].get_forces() + 3.0,
+                                     stress=train[0].get_stress())
+    bad.info["weight"] = 0.0                       # a weight-0 frame is ignored
+    got = fit_model("linear", train + [bad], h, rng=rng).model
+    probe = valid[0]
+    # (the feature standardisation still sees the frame, so compare predictions, not weights)
+    assert got.predict(probe)["energy"] == pytest.approx(ref.predict(probe)["energy"], abs=1e-6)
+    np.testing.assert_allclose(got.predict(probe)["forces"], ref.predict(probe)["forces"],
+                               atol=1e-6)
+    # a huge σ for one config type has the same effect as leaving those frames out
+    bad.info.pop("weight")
+    bad.info["config_type"] = "junk"
+    loose = fit_model("linear", train + [bad], {**h, "config_type_sigma": "junk=1e6,1e6,1e6"},
+                      rng=rng).model
+    assert loose.predict(probe)["energy"] == pytest.approx(ref.predict(probe)["energy"],
+                                                           abs=1e-6)
