@@ -41,7 +41,8 @@ from mlptools.cli import _common as c
                    "isolated-atom frames, else fitted to the energies].")
 @click.option("--baseline", metavar="zbl|none", default=None,
               help="Repulsive pair baseline: zbl (switched off between 0.5 and 0.75 × the sum of "
-                   "covalent radii; \"zbl inner=0.5 outer=0.75\") or none [default: zbl].")
+                   "covalent radii, and at least 0.2 Å below the shortest training distance; "
+                   "\"zbl inner=0.5 outer=0.75 margin=0.2\") or none [default: zbl].")
 @click.option("--max-memory", type=click.FloatRange(min=0, min_open=True), default=None,
               metavar="GB", help="Refuse to start when the fit would need more memory (GB).")
 @click.option("--format", "fmt", type=click.Choice(["text", "tsv", "json"]), default="text",
