@@ -37,9 +37,9 @@ from mlptools.cli import _common as c
                    "max_iter, valid_fraction, patience, learning_rate, batch_size; all: "
                    "config_type_sigma (\"Surface=σE,σF,σV ...\"), batch_atoms.")
 @click.option("--twobody", "twobody_spec", is_flag=False, flag_value="", default=None,
-              metavar="HYPERS", help="Add GAP's 2-body term (squared exponential on distances): "
-                                     "\"cutoff=5 delta=1 theta=0.5 n_sparse=30\" (Å, eV); "
-                                     "--twobody alone uses these defaults.")
+              metavar="HYPERS|none", help="GAP's 2-body term (squared exponential on distances), "
+                                          "on by default: \"cutoff=5 delta=1 theta=0.5 "
+                                          "n_sparse=30\" (Å, eV), or none.")
 @click.option("--n-sparse", type=click.IntRange(1), default=None,
               help="GAP sparse points over all species [default: 2000].")
 @click.option("--sigma-energy", type=click.FloatRange(0), default=None,
@@ -53,7 +53,8 @@ from mlptools.cli import _common as c
                    "isolated-atom frames, else fitted to the energies].")
 @click.option("--baseline", metavar="zbl|none", default=None,
               help="Repulsive pair baseline: zbl (switched off between 0.5 and 0.75 × the sum of "
-                   "covalent radii; \"zbl inner=0.5 outer=0.75\") or none [default: zbl].")
+                   "covalent radii, and at least 0.2 Å below the shortest training distance; "
+                   "\"zbl inner=0.5 outer=0.75 margin=0.2\") or none [default: zbl].")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
               help="--model nn: save the training state here every 25 iterations and on "
                    "SIGTERM (exit 143); rerunning the same command resumes from it.")
@@ -105,7 +106,7 @@ def fit(train, valid, kind, committee, acsf_spec, soap_spec, descriptors_path, h
     if twobody_spec is not None:
         if kind != "gap":
             raise ParameterError("--twobody applies to --model gap only")
-        data["twobody"] = twobody_spec
+        data["twobody"] = twobody_spec.strip() or {}
     descriptors = None
     if descriptors_path is not None:
         from mlptools.io.descriptors import read_descriptors

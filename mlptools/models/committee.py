@@ -207,8 +207,9 @@ def fit_committee(fit_member, frames, hypers, *, n_members, rng, bootstrap=True)
     """A committee of any kind: ``fit_member(frames, hypers, rng=...)`` on bootstrap resamples.
 
     A resample is given as per-frame weights (``info["weight"]`` times the bootstrap count,
-    0 drops a frame), so every member still sees all frames when it fixes E0 and the baseline:
-    the members share them and they cancel in the spread.
+    0 drops a frame), so every member still sees all frames when it fits the baseline; E0 is
+    fixed from all frames first and given to every member. The members share both, so they
+    cancel in the spread.
 
     Parameters
     ----------
@@ -219,8 +220,19 @@ def fit_committee(fit_member, frames, hypers, *, n_members, rng, bootstrap=True)
     rng : numpy.random.Generator
     bootstrap : bool, resample the frames with replacement (else all frames, seeds differ)
     """
+    import dataclasses
+
+    from ase.data import chemical_symbols
+
+    from mlptools.models.base import fit_e0, parse_e0
+    from mlptools.models.gap import training_species
+
     _check_members(n_members)
     frames = list(frames)
+    species = training_species(frames)
+    e0, e0_method = fit_e0(frames, species, parse_e0(hypers.e0))
+    hypers = dataclasses.replace(hypers, e0=",".join(f"{chemical_symbols[z]}={e0[z]!r}"
+                                                     for z in species))
     members = []
     for k, member_rng in enumerate(rng.spawn(n_members)):
         subset = frames
@@ -233,8 +245,8 @@ def fit_committee(fit_member, frames, hypers, *, n_members, rng, bootstrap=True)
     for m in members[1:]:
         if m.species != first.species or m.e0 != first.e0:
             raise ComputationError("committee members disagree on species or E0")
-    common = {key: getattr(first, key) for key in ("species", "e0", "e0_method", "baseline",
-                                                    "hypers")}
+    common = {key: getattr(first, key) for key in ("species", "e0", "baseline", "hypers")}
+    common["e0_method"] = e0_method
     return Committee(members=members, info={"bootstrap": bool(bootstrap)}, **common)
 
 
