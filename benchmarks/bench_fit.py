@@ -13,6 +13,7 @@ Usage::
 
     .venv/bin/python benchmarks/bench_fit.py --train ../shared/data/mlearn/Si/train.xyz \\
         [--kinds gap,linear,quadratic] [--threads 2] [--predict-threads 1] [--repeat 3]
+    .venv/bin/python benchmarks/bench_fit.py --models si-gap.h5 si-lin.h5   # prediction only
 
 Output goes to stdout and to benchmarks/results/fit.txt.
 """
@@ -80,7 +81,9 @@ def time_predict(model, threads, repeat):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--train", required=True)
+    p.add_argument("--train", default=None)
+    p.add_argument("--models", nargs="*", default=(),
+                   help="time the prediction of these model files only (no fit)")
     p.add_argument("--kinds", default="gap,linear,quadratic")
     p.add_argument("--threads", type=int, default=2, help="threads of the fit")
     p.add_argument("--predict-threads", type=int, default=1)
@@ -98,11 +101,15 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         where = Path(args.keep or tmp)
         where.mkdir(parents=True, exist_ok=True)
-        for kind in args.kinds.split(","):
-            model = where / f"{kind}.h5"
-            wall, peak, _ = time_fit(args.train, kind, args.threads, model)
+        jobs = [(Path(m).stem, Path(m), None) for m in args.models]
+        if args.train:
+            jobs += [(kind, where / f"{kind}.h5", kind) for kind in args.kinds.split(",")]
+        for name, model, kind in jobs:
+            wall = peak = float("nan")
+            if kind is not None:
+                wall, peak, _ = time_fit(args.train, kind, args.threads, model)
             n, sec = time_predict(model, args.predict_threads, args.repeat)
-            lines.append(f"{kind:<10} {wall:8.1f} {peak:8.0f} | {n:6d} {sec:8.3f} "
+            lines.append(f"{name:<10} {wall:8.1f} {peak:8.0f} | {n:6d} {sec:8.3f} "
                          f"{1000.0 * sec / n:13.4f}")
             print(lines[-1], flush=True)
     lines.append(f"load average at the end {os.getloadavg()[0]:.2f} (other processes distort "

@@ -45,7 +45,7 @@ def data():
 
 
 HYPERS = {
-    "gap": {"soap": SOAP, "n_sparse": 150},
+    "gap": {"soap": SOAP, "n_sparse": 150, "twobody": "none"},
     "gap+2b": {"soap": SOAP, "n_sparse": 150,
                "twobody": {"cutoff": 4.5, "n_sparse": 15, "delta": 0.5, "theta": 0.4}},
     "linear": {"soap": {**SOAP, "normalize": False}},
@@ -313,6 +313,9 @@ def test_hypers_round_trip_and_unknown_key():
     h = GapHypers.from_dict({"soap": SOAP, "zeta": 2, "n_sparse": 10})
     assert GapHypers.from_dict(h.to_dict()) == h
     assert GapHypers.from_json(h.to_json()) == h
+    off = GapHypers.from_dict({"twobody": "none"})
+    assert off.twobody is None and GapHypers.from_dict(off.to_dict()) == off
+    assert GapHypers().twobody.cutoff == 5.0
     assert LinearHypers.from_string("ridge=1e-3 n_components=5").n_components == 5
     with pytest.raises(ParameterError, match="did you mean 'n_sparse'"):
         GapHypers.from_dict({"n_spars": 10})
@@ -330,3 +333,41 @@ def test_model_spec_calculator_with_uncertainty(fitted, tmp_path, rng):
     assert keys.ENERGY_UNCERTAINTY in calc.results
     assert calc.get_property(keys.FORCES_UNCERTAINTY, atoms).shape == (len(atoms),)
     assert calculator_from_argument(str(path)).species == (14,)
+
+
+def test_zbl_switches_off_below_the_training_distances(data):
+    from mlptools.neighbors import neighbor_list
+
+    train, _ = data
+    zbl = baselines.ZBL(inner=0.6, outer=1.2).fit_to(train, (14,))   # 2.66 Å before fitting
+    d_min = min(neighbor_list("d", a.positions, a.cell.array, a.pbc, 3.0)[0].min()
+                for a in train)
+    r_in, r_out = zbl.radii(14, 14)
+    assert r_out == pytest.approx(d_min - 0.2) and r_in == pytest.approx(r_out / 2)
+    assert all(zbl.compute(a)["energies"].sum() == 0.0 for a in train)
+    again = baselines.from_dict(zbl.to_dict())
+    assert again.radii(14, 14) == (r_in, r_out)
+
+
+def test_frame_weights_and_config_type_sigmas(data, rng):
+    train, valid = data
+    h = {"soap": {**SOAP, "normalize": False}}
+    ref = fit_model("linear", train, h, rng=rng).model
+    bad = train[0].copy()
+    bad.calc = SinglePointCalculator(bad, energy=train[0].get_potential_energy() + 50.0,
+                                     forces=train[0].get_forces() + 3.0,
+                                     stress=train[0].get_stress())
+    bad.info["weight"] = 0.0                       # a weight-0 frame is ignored
+    got = fit_model("linear", train + [bad], h, rng=rng).model
+    probe = valid[0]
+    # (the feature standardisation still sees the frame, so compare predictions, not weights)
+    assert got.predict(probe)["energy"] == pytest.approx(ref.predict(probe)["energy"], abs=1e-6)
+    np.testing.assert_allclose(got.predict(probe)["forces"], ref.predict(probe)["forces"],
+                               atol=1e-6)
+    # a huge σ for one config type has the same effect as leaving those frames out
+    bad.info.pop("weight")
+    bad.info["config_type"] = "junk"
+    loose = fit_model("linear", train + [bad], {**h, "config_type_sigma": "junk=1e6,1e6,1e6"},
+                      rng=rng).model
+    assert loose.predict(probe)["energy"] == pytest.approx(ref.predict(probe)["energy"],
+                                                           abs=1e-6)

@@ -204,6 +204,8 @@ def fit_e0(frames, species, given=None):
         for atoms in frames:
             if atoms.calc is None or atoms.calc.results.get("energy") is None:
                 continue
+            if float(atoms.info.get(keys.WEIGHT, 1.0)) <= 0:
+                continue
             counts = {z: int(np.count_nonzero(atoms.numbers == z)) for z in species}
             known = sum(e0[z] * c for z, c in counts.items() if z in e0)
             rows.append([counts[z] for z in rest])
@@ -325,5 +327,7 @@ def model_summary(path):
 
 def _import_kinds():
     """Import the modules that register the built-in kinds."""
+    import mlptools.models.committee  # noqa: F401
     import mlptools.models.gap  # noqa: F401
     import mlptools.models.linear  # noqa: F401
+    import mlptools.models.nn  # noqa: F401

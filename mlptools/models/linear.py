@@ -7,8 +7,9 @@ Model. Per atom i of species Z (block of weights w_Z)::
 
     x̃ = (x_i − μ) / s                    (standardised power spectrum; μ, s from training)
     u = Pᵀ x̃                              (d leading principal directions P, quadratic only)
-    ε_i = w_Z,lin · x̃ + Σ_{a<=b} w_Z,ab u_a u_b
+    ε_i = w_Z,0 + w_Z,lin · x̃ + Σ_{a<=b} w_Z,ab u_a u_b
 
+w_Z,0 is a per-species intercept on top of E0 (the centred features cannot carry a constant).
 The power spectrum is not normalised by default (its magnitude carries the neighbour density).
 ∂ε/∂x_i = (w_lin + P (G u)) / s with G = W + Wᵀ (W the upper-triangular w_ab), contracted with
 the SOAP gradients for forces and stress. Weights solve the ridge problem
@@ -18,7 +19,7 @@ QR.
 Model file group ``/model`` (kinds "linear", "quadratic")::
 
     attrs: hypers (JSON of the SOAP hypers), quadratic (bool)
-    weights      (S, b) float64   one block per species of /species
+    weights      (S, 1 + b) float64   one block per species of /species: intercept, then b
     mean         (f,) float64     μ
     scale        (f,) float64     s
     projection   (f, d) float64   P (quadratic only; d = 0 otherwise)
@@ -86,7 +87,7 @@ class _Features:
         self.d = 0 if projection is None else projection.shape[1]
         self.iu = _triu(self.d)
         self.n_lin = mean.shape[0]
-        self.block = self.n_lin + len(self.iu[0])
+        self.block = 1 + self.n_lin + len(self.iu[0])
         self.n_cols = self.block * len(self.species)
         self._key = None
 
@@ -101,10 +102,11 @@ class _Features:
     def local(self, ds):
         """(n_rows, block) features of each row (before placement into its species block)."""
         self._prepare(ds)
+        ones = np.ones((self._xt.shape[0], 1))
         if not self.d:
-            return self._xt
+            return np.hstack([ones, self._xt])
         u = self._u
-        return np.hstack([self._xt, u[:, self.iu[0]] * u[:, self.iu[1]]])
+        return np.hstack([ones, self._xt, u[:, self.iu[0]] * u[:, self.iu[1]]])
 
     def energy_cols(self, ds):
         vals = self.local(ds)
@@ -129,9 +131,9 @@ class _Features:
             u = self._u[rows_g][:, None, :]                 # (G, 1, d)
             i, j = self.iu
             dq = du[:, :, i] * u[:, :, j] + u[:, :, i] * du[:, :, j]
-            vals = np.concatenate([dxt, dq], axis=-1)
+            vals = np.concatenate([np.zeros(dxt.shape[:2] + (1,)), dxt, dq], axis=-1)
         else:
-            vals = dxt
+            vals = np.concatenate([np.zeros(dxt.shape[:2] + (1,)), dxt], axis=-1)
         return self._place_rows(vals, self._spec[rows_g])
 
 
@@ -165,10 +167,10 @@ class LinearModel(Model):
         w = self.weights[fe._spec]                          # (n, block)
         out = {"energies": np.einsum("nb,nb->n", vals, w)}
         if forces or stress:
-            v = w[:, :fe.n_lin].copy()
+            v = w[:, 1:1 + fe.n_lin].copy()
             if fe.d:
                 W = np.zeros((len(atoms), fe.d, fe.d))
-                W[:, fe.iu[0], fe.iu[1]] = w[:, fe.n_lin:]
+                W[:, fe.iu[0], fe.iu[1]] = w[:, 1 + fe.n_lin:]
                 G = W + np.transpose(W, (0, 2, 1))
                 v += np.einsum("nab,nb->na", G, fe._u) @ fe.P.T
             v /= fe.scale
