@@ -517,16 +517,10 @@ def fit_gap(frames, hypers=None, *, rng, descriptors=None):
 
 
 def _as_hypers(hypers, cls):
-    if hypers is None:
-        return cls()
-    if isinstance(hypers, cls):
-        return hypers
-    if isinstance(hypers, dict):
-        return cls.from_dict(hypers)
-    if isinstance(hypers, str):
-        return cls.from_string(hypers)
-    raise ParameterError(f"expected {cls.__name__}, a dict or a spec string, got "
-                         f"{type(hypers).__name__}")
+    """``cls`` from None (the defaults), an instance, a dict or a spec string."""
+    from mlptools.descriptors.nbody import _as_hypers as parse
+
+    return cls() if hypers is None else parse(hypers, cls)
 
 
 def calibrate_force_uncertainty(model, frames, predictions):
