@@ -14,8 +14,10 @@ Model file (format "mlptools-model", version 1), one HDF5 file written atomicall
                      provenance (JSON), model_kind ("gap", "linear", "quadratic", ...)
     /species         (S,) int64, atomic numbers, sorted
     /e0              (S,) float64, eV per atom of each species;  attrs: method
-    /baseline        group; attrs: kind ("none" or "zbl"), hypers (JSON)
-    /training_errors group; attrs: train, valid (JSON of ErrorReport.to_dict(), or "null")
+    /baseline        group; attrs: kind ("none" or "zbl"), hypers (JSON, with the per-pair
+                     switching radii "pairs": [[Z1, Z2, r_in, r_out], ...] in Å)
+    /training_errors group; attrs: train, valid (JSON of ErrorReport.to_dict(), or "null"),
+                     fit_seconds
     /model           group filled by the kind's ``to_h5`` (see its class docstring)
 
 Kinds register themselves in :data:`MODEL_KINDS` (``kind -> class``) with :func:`register`; a
@@ -258,8 +260,8 @@ def save_model(path, model, provenance=None):
         g.attrs["hypers"] = json.dumps(None if model.baseline is None else
                                        model.baseline.to_dict())
         t = f.create_group("training_errors")
-        for key in ("train", "valid"):
-            t.attrs[key] = json.dumps(model.training_errors.get(key))
+        for key, value in {"train": None, "valid": None, **model.training_errors}.items():
+            t.attrs[key] = json.dumps(value)
         model.to_h5(f.create_group("model"))
 
 

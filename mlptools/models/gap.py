@@ -35,8 +35,13 @@ Model file group ``/model`` (kind "gap")::
     attrs: zeta, delta, hypers (JSON of the SOAP hypers), force_uncertainty_scale
     sparse_features  (M, F) float64     x_m
     sparse_species   (M,) int64         Z_m
-    alpha            (M,) float64       eV / δ²·... (weights of δ² k)
-    variance_basis   (M, r) float64     W
+    alpha            (M,) float64       weights of δ² k (dimensionless: ε is δ² k α in eV)
+    variance_basis   (M, r) float64     W (eV⁻¹)
+    twobody_<Z1>_<Z2>/                  the 2-body term of each species pair, if any
+                                        (:mod:`mlptools.models.twobody`)
+
+The total energy adds E_2b of :mod:`mlptools.models.twobody` (on by default) to E_ml; both sets
+of weights are solved together in the one stacked QR (prior rows blockdiag(L_soapᵀ, L_2bᵀ)).
 """
 
 import dataclasses
@@ -512,16 +517,10 @@ def fit_gap(frames, hypers=None, *, rng, descriptors=None):
 
 
 def _as_hypers(hypers, cls):
-    if hypers is None:
-        return cls()
-    if isinstance(hypers, cls):
-        return hypers
-    if isinstance(hypers, dict):
-        return cls.from_dict(hypers)
-    if isinstance(hypers, str):
-        return cls.from_string(hypers)
-    raise ParameterError(f"expected {cls.__name__}, a dict or a spec string, got "
-                         f"{type(hypers).__name__}")
+    """``cls`` from None (the defaults), an instance, a dict or a spec string."""
+    from mlptools.descriptors.nbody import _as_hypers as parse
+
+    return cls() if hypers is None else parse(hypers, cls)
 
 
 def calibrate_force_uncertainty(model, frames, predictions):
