@@ -1,6 +1,12 @@
 """``mlptools validate`` plumbing: tables, JSON = library call, plots, report, exit codes."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import click
 import pytest
@@ -206,3 +212,22 @@ def test_shared_data_error_table(cli, shared_data, tmp_path):
         diffs.append(work.get_forces() - ref)
     rmse = float(np.sqrt(np.mean(np.concatenate(diffs) ** 2)))
     assert rows["overall"]["forces_rmse"] == pytest.approx(rmse, rel=1e-10)
+
+
+def test_sigterm_stops_cleanly_without_output(tmp_path):
+    out = tmp_path / "v.json"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlptools", "-v", "validate", "sw", "--properties", "all",
+         "--element", "Si", "--lattice", "diamond", "--reference", "tersoff", "--json", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # wait until the work has started (the first progress line), then stop it
+    first = proc.stderr.readline()
+    assert "equilibrium structure" in first
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert err.splitlines()[-1] == "Error: stopped by SIGTERM; no output written"
+    assert "Traceback" not in err
+    assert not out.exists() and not list(tmp_path.iterdir())
