@@ -231,3 +231,27 @@ def test_sigterm_stops_cleanly_without_output(tmp_path):
     assert err.splitlines()[-1] == "Error: stopped by SIGTERM; no output written"
     assert "Traceback" not in err
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_mpirun_shares_properties_and_equals_serial(cli, tmp_path):
+    import shutil
+
+    exe = shutil.which("mpirun", path=os.path.dirname(sys.executable)) or shutil.which("mpirun")
+    if exe is None:
+        pytest.skip("no mpirun (apt-get install openmpi-bin libopenmpi-dev)")
+    pytest.importorskip("mpi4py")
+    args = ["emt", "--properties", "elastic,vacancy", "--element", "Cu", "--lattice", "fcc"]
+    serial = tmp_path / "serial.json"
+    assert _run(cli, [*args, "--json", str(serial)]).exit_code == 0
+    parallel = tmp_path / "mpi.json"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+           "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+           "OMPI_MCA_rmaps_base_oversubscribe": "1"}
+    proc = subprocess.run([exe, "-n", "2", "--oversubscribe", sys.executable, "-m", "mlptools",
+                           "validate", *args, "--json", str(parallel)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("vacancy formation energy") == 1  # one rank prints
+    want = json.loads(serial.read_text())["properties"]["model"]["values"]
+    got = json.loads(parallel.read_text())["properties"]["model"]["values"]
+    assert got == pytest.approx(want, rel=1e-10)
