@@ -69,6 +69,7 @@ def test_emt_against_emt_is_zero_with_plots_and_report(cli, cu, tmp_path):
     assert all(abs(float(r[4])) < 1e-9 for r in rows)
     assert sorted(p.name for p in plots.iterdir()) == ["energy.png", "eos.png", "forces.png",
                                                        "stress.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots.iterdir())
     text = report.read_text()
     assert "## Properties (reference: `emt`)" in text and "![eos](plots/eos.png)" in text
     assert "| elastic constant C44 | GPa |" in text
