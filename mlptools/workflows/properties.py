@@ -24,6 +24,7 @@ import math
 import re
 
 import numpy as np
+from ase import units as _ase_units
 
 from mlptools.errors import ComputationError, InputError, ParameterError
 from mlptools.units import EV_PER_A2_TO_J_PER_M2, EV_PER_A3_TO_GPA
@@ -39,6 +40,8 @@ __all__ = [
     "compute_properties",
     "elastic_constants",
     "equation_of_state",
+    "equilibrium",
+    "force_constants",
     "fit_birch_murnaghan",
     "phonon_frequencies",
     "properties_table",
@@ -60,17 +63,8 @@ PROPERTIES = ("eos", "elastic", "vacancy", "surface", "phonon")
 #: low-index facets of :func:`surface_energy` when none are given
 DEFAULT_FACETS = ((1, 0, 0), (1, 1, 0), (1, 1, 1))
 
-#: 1 sqrt(eV / (Å² amu)) in THz (ν = ω / 2π)
-_THZ = None
-
-
-def _thz_factor():
-    global _THZ
-    if _THZ is None:
-        from ase import units
-
-        _THZ = math.sqrt(units._e / (1e-20 * units._amu)) / (2 * math.pi) / 1e12
-    return _THZ
+#: ν in THz of ω = 1 sqrt(eV / (Å² amu)) (ν = ω / 2π)
+THZ_PER_SQRT_EV_A2_AMU = math.sqrt(_ase_units._e / (1e-20 * _ase_units._amu)) / (2 * math.pi) / 1e12
 
 
 # ---------------------------------------------------------------------------------------------
@@ -651,7 +645,7 @@ def _dynamical_matrices(primitive, fc, q_qf):
 def _frequencies(primitive, fc, q_qf):
     """Sorted phonon frequencies (THz), (n_q, 3 n_a); imaginary modes as negative values."""
     eig = np.linalg.eigvalsh(_dynamical_matrices(primitive, fc, q_qf))
-    return np.sign(eig) * np.sqrt(np.abs(eig)) * _thz_factor()
+    return np.sign(eig) * np.sqrt(np.abs(eig)) * THZ_PER_SQRT_EV_A2_AMU
 
 
 def phonon_frequencies(primitive, calc, *, supercell=4, delta=0.01, points=None,
@@ -839,7 +833,11 @@ def _run_task_unchecked(task, relaxed, primitive, calc, settings):
 
 
 def equilibrium(conventional, primitive, calc, settings):
-    """Relaxed conventional cell, the primitive cell rescaled to it, and the E–V result."""
+    """The relaxed conventional cell and the primitive cell rescaled to it (calc attached).
+
+    The primitive cell is relaxed only through the conventional one: for the cubic lattices the
+    two share a lattice constant; a structure given as a file is its own primitive cell.
+    """
     relaxed = relax_structure(conventional, calc, fmax=settings.fmax)
     if primitive is conventional or len(primitive) == len(conventional):
         prim = relaxed.copy()
