@@ -1,6 +1,12 @@
 """``mlptools validate`` plumbing: tables, JSON = library call, plots, report, exit codes."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import click
 import pytest
@@ -63,6 +69,7 @@ def test_emt_against_emt_is_zero_with_plots_and_report(cli, cu, tmp_path):
     assert all(abs(float(r[4])) < 1e-9 for r in rows)
     assert sorted(p.name for p in plots.iterdir()) == ["energy.png", "eos.png", "forces.png",
                                                        "stress.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots.iterdir())
     text = report.read_text()
     assert "## Properties (reference: `emt`)" in text and "![eos](plots/eos.png)" in text
     assert "| elastic constant C44 | GPa |" in text
@@ -206,3 +213,46 @@ def test_shared_data_error_table(cli, shared_data, tmp_path):
         diffs.append(work.get_forces() - ref)
     rmse = float(np.sqrt(np.mean(np.concatenate(diffs) ** 2)))
     assert rows["overall"]["forces_rmse"] == pytest.approx(rmse, rel=1e-10)
+
+
+def test_sigterm_stops_cleanly_without_output(tmp_path):
+    out = tmp_path / "v.json"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlptools", "-v", "validate", "sw", "--properties", "all",
+         "--element", "Si", "--lattice", "diamond", "--reference", "tersoff", "--json", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # wait until the work has started (the first progress line), then stop it
+    first = proc.stderr.readline()
+    assert "equilibrium structure" in first
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert err.splitlines()[-1] == "Error: stopped by SIGTERM; no output written"
+    assert "Traceback" not in err
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_mpirun_shares_properties_and_equals_serial(cli, tmp_path):
+    import shutil
+
+    exe = shutil.which("mpirun", path=os.path.dirname(sys.executable)) or shutil.which("mpirun")
+    if exe is None:
+        pytest.skip("no mpirun (apt-get install openmpi-bin libopenmpi-dev)")
+    pytest.importorskip("mpi4py")
+    args = ["emt", "--properties", "elastic,vacancy", "--element", "Cu", "--lattice", "fcc"]
+    serial = tmp_path / "serial.json"
+    assert _run(cli, [*args, "--json", str(serial)]).exit_code == 0
+    parallel = tmp_path / "mpi.json"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+           "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+           "OMPI_MCA_rmaps_base_oversubscribe": "1"}
+    proc = subprocess.run([exe, "-n", "2", "--oversubscribe", sys.executable, "-m", "mlptools",
+                           "validate", *args, "--json", str(parallel)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("vacancy formation energy") == 1  # one rank prints
+    want = json.loads(serial.read_text())["properties"]["model"]["values"]
+    got = json.loads(parallel.read_text())["properties"]["model"]["values"]
+    assert got == pytest.approx(want, rel=1e-10)

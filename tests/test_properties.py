@@ -387,3 +387,18 @@ def test_eos_of_a_non_cubic_cell_relaxes_its_shape():
     squeezed.calc = calc
     assert eos["energies"][0] <= squeezed.get_potential_energy() / len(squeezed) + 1e-9
     assert eos["volumes"][0] == pytest.approx(squeezed.get_volume() / len(squeezed))
+
+
+@pytest.mark.parametrize("miller, per_atom", [((1, 0, 0), 2), ((1, 1, 0), 1), ((1, 1, 1), 1)])
+def test_slab_terminations_count_broken_bonds(miller, per_atom):
+    # diamond: the fewest broken bonds per surface atom are 2 on (100), 1 on (110) and (111)
+    conv, _ = P.starting_structure("Si", "diamond", a=5.431)
+    candidates = P.slab_terminations(conv, miller)
+    best = candidates[0]
+    atoms_per_face = {(1, 0, 0): 2, (1, 1, 0): 4, (1, 1, 1): 4}[miller]  # this in-plane cell
+    assert best["broken_bonds"] == per_atom * atoms_per_face
+    if miller == (1, 1, 1):  # the other (111) cut breaks three bonds per atom
+        assert candidates[-1]["broken_bonds"] == 3 * atoms_per_face
+    d = best["slab"].get_all_distances(mic=True)
+    np.fill_diagonal(d, 10)
+    assert d.min() == pytest.approx(5.431 * math.sqrt(3) / 4, rel=1e-6)  # no overlaps

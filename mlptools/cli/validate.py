@@ -101,15 +101,10 @@ def validate(model, data, properties, reference, element, lattice, lattice_a, st
           --reference sw
       mlptools validate model.h5 test.xyz --max-force-rmse 0.1
     """
-    import json
-    from pathlib import Path
+    import signal
+    import types
 
-    from mlptools.calculators import calculator_from_argument, check_species_supported
-    from mlptools.errors import CheckFailed
-    from mlptools.io.extxyz import write_frames
-    from mlptools.io.structures import iter_frames
     from mlptools.workflows import properties as props
-    from mlptools.workflows import validate as val
 
     for key in max_errors:
         props.property_info(key)  # an unknown property is an error before any work
@@ -126,77 +121,106 @@ def validate(model, data, properties, reference, element, lattice, lattice_a, st
                       "against its labels")
     comm = c.mpi_comm() if properties else None
     rank = comm.Get_rank() if comm is not None else 0
-    calc = calculator_from_argument(model)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        options = types.SimpleNamespace(**click.get_current_context().params)
+        _validate(options, groups if properties else (), comm, rank)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum, frame):
+    from mlptools.errors import Terminated
+
+    # nothing is written before the end (outputs are atomic), so stopping loses only time
+    raise Terminated("stopped by SIGTERM; no output written")
+
+
+def _validate(o, groups, comm, rank):
+    """The body of ``validate``: ``o`` holds the command's options by name."""
+    import json
+    from pathlib import Path
+
+    from mlptools.calculators import calculator_from_argument, check_species_supported
+    from mlptools.errors import CheckFailed
+    from mlptools.io.extxyz import write_frames
+    from mlptools.io.structures import iter_frames
+    from mlptools.workflows import properties as props
+    from mlptools.workflows import validate as val
+
+    calc = calculator_from_argument(o.model)
 
     ref_values = ref_calc = None
-    if reference is not None:
-        if reference.lower().endswith(".json"):
-            ref_values = props.reference_from_dict(_read_json(reference), reference)
+    if o.reference is not None:
+        if o.reference.lower().endswith(".json"):
+            ref_values = props.reference_from_dict(_read_json(o.reference), o.reference)
         else:
-            ref_calc = calculator_from_argument(reference)
+            ref_calc = calculator_from_argument(o.reference)
 
     crystal = None
-    if properties:
+    if o.properties:
         start = None
-        if structure is not None:
-            start = next(iter(iter_frames([structure], min_distance=min_distance)))
-        crystal = props.starting_structure(element, lattice, a=lattice_a, structure=start)
-        where = structure or f"--element {element}"
+        if o.structure is not None:
+            start = next(iter(iter_frames([o.structure], min_distance=o.min_distance)))
+        crystal = props.starting_structure(o.element, o.lattice, a=o.lattice_a, structure=start)
+        where = o.structure or f"--element {o.element}"
         check_species_supported(calc, crystal[0].numbers, where)
         if ref_calc is not None:
             check_species_supported(ref_calc, crystal[0].numbers, f"{where} (reference)")
 
     frames, errors = [], None
-    if data and rank == 0:
-        for source in data:
-            for index, atoms in enumerate(iter_frames([source], require=require,
-                                                      min_distance=min_distance)):
+    if o.data and rank == 0:
+        for source in o.data:
+            for index, atoms in enumerate(iter_frames([source], require=o.require,
+                                                      min_distance=o.min_distance)):
                 frames.append(val.predict(atoms, calc, f"{source}: frame {index}"))
-        errors = val.validation_errors(frames, shift=shift_energies)
+        errors = val.validation_errors(frames, shift=o.shift_energies)
         if errors.energy_offset is not None:
             c.log.warning("energies shifted by %+.4f eV/atom (mean offset of the predictions)",
                           -errors.energy_offset)
 
     comparison = None
-    if properties:
-        settings = props.PropertySettings(phonon_supercell=phonon_supercell,
-                                          vacancy_min_length=vacancy_size, seed=seed or 0)
+    if o.properties:
+        settings = props.PropertySettings(phonon_supercell=o.phonon_supercell,
+                                          vacancy_min_length=o.vacancy_size, seed=o.seed or 0)
         comparison = props.validate_properties(
             calc, *crystal, groups, reference=ref_values or ref_calc, settings=settings,
-            comm=comm, model_name=model, reference_name=reference or "reference")
+            comm=comm, model_name=o.model, reference_name=o.reference or "reference")
     if rank != 0:
         return
 
-    plots = _write_plots(Path(plot_dir), frames, comparison, model, reference) if plot_dir else []
-    result = {"model": model, "reference": reference, "data": list(data),
+    plots = (_write_plots(Path(o.plot_dir), frames, comparison, o.model, o.reference)
+             if o.plot_dir else [])
+    result = {"model": o.model, "reference": o.reference, "data": list(o.data),
               "errors": errors.to_dict() if errors else None,
               "properties": comparison.to_dict() if comparison else None}
-    if predictions:
-        write_frames(frames, predictions)
-    if json_path:
-        with c.open_text_output(json_path) as fh:
+    if o.predictions:
+        write_frames(frames, o.predictions)
+    if o.json_path:
+        with c.open_text_output(o.json_path) as fh:
             json.dump(_jsonable(result), fh, indent=1, ensure_ascii=False)
             fh.write("\n")
-    if report_path:
-        with c.open_text_output(report_path) as fh:
-            fh.write(_markdown(result, errors, comparison, plots, Path(report_path).parent))
+    if o.report_path:
+        with c.open_text_output(o.report_path) as fh:
+            fh.write(_markdown(result, errors, comparison, plots, Path(o.report_path).parent))
     with c.open_text_output("-") as out:
-        if fmt == "json":
+        if o.fmt == "json":
             out.write(json.dumps(_jsonable(result), ensure_ascii=False) + "\n")
         else:
             if errors:
-                out.write(errors.report.to_tsv() if fmt == "tsv" else
+                out.write(errors.report.to_tsv() if o.fmt == "tsv" else
                           errors.report.to_text() + "\n" + errors.forces_text())
             if comparison:
                 out.write(("\n" if errors else "") + (
-                    _rows_tsv(comparison.rows) if fmt == "tsv" else props.properties_table(
-                        comparison.rows, model_name=model, reference_name=reference or "-")))
+                    _rows_tsv(comparison.rows) if o.fmt == "tsv" else props.properties_table(
+                        comparison.rows, model_name=o.model, reference_name=o.reference or "-")))
     failed = val.check_thresholds(errors, comparison.rows if comparison else (),
-                                  max_energy_rmse=max_energy_rmse, max_force_rmse=max_force_rmse,
-                                  max_stress_rmse=max_stress_rmse,
-                                  max_property_error=max_property_error,
-                                  max_errors=max_errors)
-    if (max_property_error is not None or max_errors) and (
+                                  max_energy_rmse=o.max_energy_rmse,
+                                  max_force_rmse=o.max_force_rmse,
+                                  max_stress_rmse=o.max_stress_rmse,
+                                  max_property_error=o.max_property_error,
+                                  max_errors=o.max_errors)
+    if (o.max_property_error is not None or o.max_errors) and (
             comparison is None or comparison.reference is None):
         failed.append("property checks: no --properties with a --reference to compare")
     if failed:

@@ -24,6 +24,7 @@ import math
 import re
 
 import numpy as np
+from ase import units as _ase_units
 
 from mlptools.errors import ComputationError, InputError, ParameterError
 from mlptools.units import EV_PER_A2_TO_J_PER_M2, EV_PER_A3_TO_GPA
@@ -39,6 +40,8 @@ __all__ = [
     "compute_properties",
     "elastic_constants",
     "equation_of_state",
+    "equilibrium",
+    "force_constants",
     "fit_birch_murnaghan",
     "phonon_frequencies",
     "properties_table",
@@ -46,6 +49,7 @@ __all__ = [
     "property_info",
     "reference_from_dict",
     "relax_structure",
+    "slab_terminations",
     "starting_structure",
     "surface_energy",
     "vacancy_formation_energy",
@@ -60,17 +64,8 @@ PROPERTIES = ("eos", "elastic", "vacancy", "surface", "phonon")
 #: low-index facets of :func:`surface_energy` when none are given
 DEFAULT_FACETS = ((1, 0, 0), (1, 1, 0), (1, 1, 1))
 
-#: 1 sqrt(eV / (Å² amu)) in THz (ν = ω / 2π)
-_THZ = None
-
-
-def _thz_factor():
-    global _THZ
-    if _THZ is None:
-        from ase import units
-
-        _THZ = math.sqrt(units._e / (1e-20 * units._amu)) / (2 * math.pi) / 1e12
-    return _THZ
+#: ν in THz of ω = 1 sqrt(eV / (Å² amu)) (ν = ω / 2π)
+THZ_PER_SQRT_EV_A2_AMU = math.sqrt(_ase_units._e / (1e-20 * _ase_units._amu)) / (2 * math.pi) / 1e12
 
 
 # ---------------------------------------------------------------------------------------------
@@ -508,6 +503,57 @@ def _slab(oriented, normal, cut, vacuum):
     return Atoms(oriented.numbers, positions=positions, cell=new_cell, pbc=True)
 
 
+def slab_terminations(atoms, miller, *, min_thickness=10.0, vacuum=12.0, bond_factor=1.2):
+    """Every distinct slab of a facet, one per plane at which the (hkl) stacking can be cut.
+
+    Calculator-free, so structure generators can use it too: each candidate carries the number
+    of bonds (pairs closer than ``bond_factor`` × the nearest-neighbour distance) the cut
+    breaks, which is the number of dangling bonds on each of the two faces; the fewest is the
+    usual low-energy termination (diamond (111): 1 bond per surface atom between the widely
+    spaced planes, not 3 between the close ones, which is what ``ase.build.surface`` gives).
+
+    Parameters
+    ----------
+    atoms : ase.Atoms, bulk (conventional cell for the usual Miller indices)
+    miller : (3,) int
+    min_thickness, vacuum : float, Å
+
+    Returns
+    -------
+    list of dict
+        ``slab`` (Atoms, periodic with ``vacuum`` Å of gap), ``cut`` (fractional height),
+        ``broken_bonds`` (dangling bonds per face), ``thickness`` (Å), ``area`` (Å², of one
+        face); sorted by ``broken_bonds``.
+    """
+    from mlptools.neighbors import neighbor_list
+
+    oriented, normal = _oriented_cell(atoms, tuple(int(i) for i in miller), min_thickness)
+    heights = np.sort(oriented.get_scaled_positions(wrap=True)[:, 2])
+    gaps = np.diff(np.concatenate([heights, [heights[0] + 1.0]]))
+    # a cut midway in every gap between distinct planes (planes closer than 0.01 Å are one)
+    spacing = abs(float(oriented.cell[2] @ normal))
+    cuts = [(heights[i] + gaps[i] / 2) % 1.0 for i in range(len(heights))
+            if gaps[i] * spacing > 0.01]
+    area = float(np.linalg.norm(np.cross(oriented.cell[0], oriented.cell[1])))
+
+    def bonds(a, cutoff):
+        i, _ = neighbor_list("ij", a.positions, a.cell.array, a.pbc, cutoff)
+        return len(i) // 2
+
+    (d_p,) = neighbor_list("d", oriented.positions, oriented.cell.array, oriented.pbc, 4.0)
+    if not len(d_p):
+        raise ParameterError("no neighbours within 4 Å: cannot tell bonds from the structure")
+    cutoff = bond_factor * float(d_p.min())
+    n_bulk = bonds(oriented, cutoff)
+    out = []
+    for cut in cuts:
+        slab = _slab(oriented, normal, cut, vacuum)
+        out.append({"slab": slab, "cut": float(cut),
+                    "broken_bonds": n_bulk - bonds(slab, cutoff),
+                    "thickness": spacing, "area": area})
+    return sorted(out, key=lambda c: c["broken_bonds"])
+
+
 def surface_energy(atoms, calc, miller, *, min_thickness=10.0, vacuum=12.0, fmax=1e-3,
                    rattle=0.02, seed=0):
     """Relaxed surface energy of one facet, γ = (E_slab − N ε_bulk) / 2A.
@@ -533,18 +579,13 @@ def surface_energy(atoms, calc, miller, *, min_thickness=10.0, vacuum=12.0, fmax
         one face), ``converged``.
     """
     e_bulk = _with_calc(atoms, calc).get_potential_energy() / len(atoms)
-    oriented, normal = _oriented_cell(atoms, tuple(int(i) for i in miller), min_thickness)
-    heights = np.sort(oriented.get_scaled_positions(wrap=True)[:, 2])
-    gaps = np.diff(np.concatenate([heights, [heights[0] + 1.0]]))
-    # a cut midway in every gap between distinct planes (planes closer than 0.01 Å are one)
-    spacing = abs(float(oriented.cell[2] @ normal))
-    cuts = [(heights[i] + gaps[i] / 2) % 1.0 for i in range(len(heights))
-            if gaps[i] * spacing > 0.01]
-    area = np.linalg.norm(np.cross(oriented.cell[0], oriented.cell[1]))
+    candidates = slab_terminations(atoms, miller, min_thickness=min_thickness, vacuum=vacuum)
+    spacing = candidates[0]["thickness"]
+    area = candidates[0]["area"]
     best = None
     failures = []
-    for cut in cuts:
-        slab = _slab(oriented, normal, cut, vacuum)
+    for candidate in candidates:
+        slab = candidate["slab"]
         slab.calc = calc
         try:
             energy = slab.get_potential_energy()
@@ -651,7 +692,7 @@ def _dynamical_matrices(primitive, fc, q_qf):
 def _frequencies(primitive, fc, q_qf):
     """Sorted phonon frequencies (THz), (n_q, 3 n_a); imaginary modes as negative values."""
     eig = np.linalg.eigvalsh(_dynamical_matrices(primitive, fc, q_qf))
-    return np.sign(eig) * np.sqrt(np.abs(eig)) * _thz_factor()
+    return np.sign(eig) * np.sqrt(np.abs(eig)) * THZ_PER_SQRT_EV_A2_AMU
 
 
 def phonon_frequencies(primitive, calc, *, supercell=4, delta=0.01, points=None,
@@ -839,7 +880,11 @@ def _run_task_unchecked(task, relaxed, primitive, calc, settings):
 
 
 def equilibrium(conventional, primitive, calc, settings):
-    """Relaxed conventional cell, the primitive cell rescaled to it, and the E–V result."""
+    """The relaxed conventional cell and the primitive cell rescaled to it (calc attached).
+
+    The primitive cell is relaxed only through the conventional one: for the cubic lattices the
+    two share a lattice constant; a structure given as a file is its own primitive cell.
+    """
     relaxed = relax_structure(conventional, calc, fmax=settings.fmax)
     if primitive is conventional or len(primitive) == len(conventional):
         prim = relaxed.copy()
