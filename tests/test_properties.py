@@ -8,6 +8,7 @@ import tempfile
 import numpy as np
 import pytest
 from ase.build import bulk
+from threadcomm import run_ranks
 
 from mlptools.calculators import make_calculator
 from mlptools.errors import ComputationError, InputError, ParameterError
@@ -309,47 +310,31 @@ def test_non_periodic_structure_is_rejected():
 
 
 def test_tasks_are_shared_between_ranks():
-    # two "ranks" in threads with an allgather through a barrier: each computes its share of
-    # the independent tasks, both end with the serial result
-    import threading
-
-    class ThreadComm:
-        def __init__(self, rank, size, box, barrier):
-            self.rank, self.size, self.box, self.barrier = rank, size, box, barrier
-
-        def Get_rank(self):
-            return self.rank
-
-        def Get_size(self):
-            return self.size
-
-        def allgather(self, part):
-            self.box[self.rank] = part
-            self.barrier.wait()
-            out = [self.box[r] for r in range(self.size)]
-            self.barrier.wait()
-            return out
-
+    # two "ranks" in threads (tests/threadcomm.py): each computes its share of the independent
+    # tasks, both end with the serial result
     conv, prim = P.starting_structure("Cu", "fcc")
     settings = P.PropertySettings(facets=((1, 1, 1), (1, 0, 0)), phonon_supercell=2,
                                   vacancy_min_length=7.0, slab_thickness=6.0, eos_points=5)
     serial = P.compute_properties(make_calculator("emt"), conv, prim, "all", settings=settings)
-    box, barrier, results = {}, threading.Barrier(2), {}
+    shared = {}
 
-    def run(rank):
-        results[rank] = P.compute_properties(make_calculator("emt"), conv, prim, "all",
-                                             settings=settings,
-                                             comm=ThreadComm(rank, 2, box, barrier))
+    def on_rank(comm):
+        real = comm.allgather
 
-    threads = [threading.Thread(target=run, args=(r,)) for r in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+        def recording_allgather(part):
+            shared[comm.Get_rank()] = set(part)
+            return real(part)
+
+        comm.allgather = recording_allgather
+        return P.compute_properties(make_calculator("emt"), conv, prim, "all", settings=settings,
+                                    comm=comm)
+
+    results = run_ranks(2, on_rank)
     # tasks: elastic, vacancy, surface (111), surface (100), phonon
-    assert set(box[0]) == {0, 2, 4} and set(box[1]) == {1, 3}
-    for rank in range(2):
-        assert results[rank].values == pytest.approx(serial.values, rel=1e-9, abs=1e-9)
+    assert shared == {0: {0, 2, 4}, 1: {1, 3}}
+    for result in results:
+        assert result.values == pytest.approx(serial.values, rel=1e-9, abs=1e-9)
+
 
 
 def test_full_elastic_matrix_of_a_hexagonal_crystal():

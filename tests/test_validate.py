@@ -8,6 +8,7 @@ from ase.build import bulk
 from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
+from threadcomm import run_ranks
 
 from mlptools.calculators import make_calculator
 from mlptools.errors import ComputationError, InputError
@@ -170,3 +171,18 @@ def test_per_property_thresholds():
     assert val.check_thresholds(rows=rows, max_errors={"B": 5, "E_vac": 5}) == [
         "B: not computed or no reference value to check",
         "E_vac: not computed or no reference value to check"]
+
+
+def test_predictions_shared_between_ranks_keep_the_order(frames):
+    items = [(f"f: frame {i}", a) for i, a in enumerate(frames)]
+    serial = val.predict_frames(items, ShiftedEMT())
+    for result in run_ranks(2, lambda comm: val.predict_frames(items, ShiftedEMT(), comm=comm)):
+        assert [a.info["mlptools_energy"] for a in result] == [
+            a.info["mlptools_energy"] for a in serial]
+
+
+def test_an_error_on_one_rank_is_raised_on_all(frames):
+    items = [(f"f: frame {i}", a) for i, a in enumerate(frames)]
+    # SW does not cover Cu: each rank fails on its first frame, all raise frame 0 (none hangs)
+    with pytest.raises(InputError, match="^f: frame 0: species Cu"):
+        run_ranks(2, lambda comm: val.predict_frames(items, make_calculator("sw"), comm=comm))

@@ -119,8 +119,10 @@ def validate(model, data, properties, reference, element, lattice, lattice_a, st
     if reference is not None and not properties:
         c.log.warning("--reference is used for --properties only; the errors on DATA are "
                       "against its labels")
-    comm = c.mpi_comm() if properties else None
+    comm = c.mpi_comm()
     rank = comm.Get_rank() if comm is not None else 0
+    if comm is not None and "-" in data:
+        raise click.UsageError("under mpirun, give DATA as files (stdin reaches rank 0 only)")
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         options = types.SimpleNamespace(**click.get_current_context().params)
@@ -169,13 +171,11 @@ def _validate(o, groups, comm, rank):
             check_species_supported(ref_calc, crystal[0].numbers, f"{where} (reference)")
 
     frames, errors = [], None
-    if o.data and rank == 0:
-        for source in o.data:
-            for index, atoms in enumerate(iter_frames([source], require=o.require,
-                                                      min_distance=o.min_distance)):
-                frames.append(val.predict(atoms, calc, f"{source}: frame {index}"))
+    if o.data:
+        items = _read_data(o, iter_frames)
+        frames = val.predict_frames(items, calc, comm=comm)
         errors = val.validation_errors(frames, shift=o.shift_energies)
-        if errors.energy_offset is not None:
+        if errors.energy_offset is not None and rank == 0:
             c.log.warning("energies shifted by %+.4f eV/atom (mean offset of the predictions)",
                           -errors.energy_offset)
 
@@ -225,6 +225,17 @@ def _validate(o, groups, comm, rank):
         failed.append("property checks: no --properties with a --reference to compare")
     if failed:
         raise CheckFailed("check failed: " + "; ".join(failed))
+
+
+def _read_data(o, iter_frames):
+    """``(where, atoms)`` of every DATA frame.
+
+    Under MPI every rank reads: ASE's readers are collective there (rank 0 reads, including
+    stdin, and broadcasts), so the ranks must call them in step.
+    """
+    return [(f"{source}: frame {index}", atoms) for source in o.data
+            for index, atoms in enumerate(iter_frames([source], require=o.require,
+                                                      min_distance=o.min_distance))]
 
 
 def _read_json(path):

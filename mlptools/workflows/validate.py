@@ -18,7 +18,7 @@ import numpy as np
 
 from mlptools import keys
 from mlptools.calculators import check_species_supported
-from mlptools.errors import ComputationError
+from mlptools.errors import ComputationError, InputError
 from mlptools.metrics import OVERALL, compute_errors
 from mlptools.units import EV_PER_A3_TO_GPA
 
@@ -29,6 +29,7 @@ __all__ = [
     "force_details",
     "parity_data",
     "predict",
+    "predict_frames",
     "reference_labels",
     "shift_energies",
     "validation_errors",
@@ -116,6 +117,33 @@ def shift_energies(frames):
     for a, _, e_pred in pairs:
         a.info[PREDICTED_ENERGY] = e_pred - offset * len(a)
     return offset
+
+
+def predict_frames(items, calc, *, comm=None):
+    """:func:`predict` for a list of ``(where, atoms)``, shared between MPI ranks.
+
+    With an mpi4py ``comm``, rank r predicts items r, r + size, ... and every rank returns the
+    full list in input order. An error on any rank (species, calculator failure) is raised on
+    every rank, the first in input order, so no rank is left waiting.
+    """
+    rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
+    mine = {}
+    for i in range(rank, len(items), size):
+        where, atoms = items[i]
+        try:
+            mine[i] = predict(atoms, calc, where)
+        except (InputError, ComputationError) as exc:
+            mine[i] = exc
+            break
+    if comm is not None:
+        merged = {}
+        for part in comm.allgather(mine):
+            merged.update(part)
+        mine = merged
+    for i in sorted(mine):
+        if isinstance(mine[i], Exception):
+            raise mine[i]
+    return [mine[i] for i in range(len(items))]
 
 
 @dataclasses.dataclass(frozen=True)
