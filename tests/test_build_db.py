@@ -108,6 +108,17 @@ def test_defects_and_surfaces(rng):
     for slab in slabs:
         z = slab.positions[:, 2]
         assert slab.cell[2, 2] - (z.max() - z.min()) == pytest.approx(14.0, abs=1e-6)
+    # the cut breaks the fewest bonds: unrelaxed SW energies are bond counts, so γ is exact,
+    # γ(100) = |E0|/a², γ(111) = |E0|/(√3 a²) with E0 = −2ε per atom (ase.build.surface's
+    # (111) cut between the close planes would give 3× that)
+    from mlptools.calculators import StillingerWeber
+
+    a, e0 = 5.431, -2 * 2.1683
+    for slab, want in zip(slabs, (-e0 / a**2, -e0 / (np.sqrt(3) * a**2)), strict=True):
+        slab.calc = StillingerWeber()
+        area = np.linalg.norm(np.cross(slab.cell[0], slab.cell[1]))
+        gamma = (slab.get_potential_energy() - len(slab) * e0) / (2 * area)
+        assert gamma == pytest.approx(want, rel=1e-3)
 
 
 def test_random_structures_respect_min_distance(rng):

@@ -196,29 +196,47 @@ def interstitials(atoms, count, rng, *, symbol=None, n_trials=200):
 def surfaces(atoms, miller, *, layers=4, vacuum=10.0, repeat=(1, 1, 1)):
     """Slabs cut from ``atoms`` (use a conventional cell) for each Miller index in ``miller``.
 
+    Of the planes at which the (hkl) stacking can be cut, the one breaking the fewest bonds is
+    taken (:func:`mlptools.workflows.properties.slab_terminations`): for diamond (111) that is
+    one dangling bond per surface atom, the real low-energy surface, where ``ase.build.surface``
+    cuts between the close planes and leaves three.
+
     Parameters
     ----------
     miller : list of (h, k, l)
     layers : int
-        Number of equivalent layers (ase.build.surface).
+        Number of repeat units of the (hkl) stacking (as ``ase.build.surface`` counts them).
     vacuum : float, Å
         Vacuum on each side along the surface normal; the slab stays periodic (pbc all True).
     repeat : (3,) int
         In-plane (and normal) repetition of the slab cell.
     """
-    from ase.build import surface
+    from mlptools.workflows.properties import _oriented_cell, slab_terminations
 
     frames = []
     for hkl in miller:
         hkl = tuple(int(x) for x in hkl)
         if len(hkl) != 3 or hkl == (0, 0, 0):
             raise ParameterError(f"Miller index must be 3 integers, not all zero; got {hkl}")
-        slab = surface(atoms, hkl, int(layers), vacuum=float(vacuum), periodic=True)
-        slab.pbc = True
-        slab = slab.repeat(tuple(int(r) for r in repeat))
+        unit, normal = _oriented_cell(atoms, hkl, 0.0)
+        period = abs(float(unit.cell[2] @ normal))
+        best = slab_terminations(atoms, hkl, min_thickness=int(layers) * period * (1 - 1e-9),
+                                 vacuum=2.0 * float(vacuum))[0]
+        slab = _with_vacuum(best["slab"], normal, float(vacuum)).repeat(
+            tuple(int(r) for r in repeat))
         slab.info["miller"] = "".join(str(x) for x in hkl)
         frames.append(_clean(slab))
     return frames
+
+
+def _with_vacuum(slab, normal, vacuum):
+    """The slab shifted to start ``vacuum`` Å above the cell bottom, with ``vacuum`` Å above it."""
+    height = slab.positions @ normal
+    slab.positions += normal * (vacuum - height.min())
+    cell = slab.cell.array.copy()
+    cell[2] = normal * (height.max() - height.min() + 2.0 * vacuum)
+    slab.set_cell(cell, scale_atoms=False)
+    return slab
 
 
 def random_structures(symbols, count, rng, *, volume_per_atom=(15.0, 25.0), min_distance=2.0,
