@@ -31,6 +31,15 @@ class UncertainSW(StillingerWeber):
         self.results[ENERGIES_UNCERTAINTY] = np.linalg.norm(self.results["forces"], axis=1) / 10
 
 
+class OnDemandUncertainSW(UncertainSW):
+    """Like a fitted model: the uncertainty only when a caller asks for it."""
+
+    def calculate(self, atoms=None, properties=None, system_changes=None):
+        super().calculate(atoms, properties, system_changes)
+        if ENERGIES_UNCERTAINTY not in (properties or ()):
+            del self.results[ENERGIES_UNCERTAINTY]
+
+
 def _seeds():
     frames = []
     for k, a in enumerate((5.40, 5.45)):
@@ -66,6 +75,14 @@ def test_keeps_the_most_uncertain_snapshots(rng):
             atoms.info[EXPLORE_SCORE], rel=1e-10)
     ids = [a.info["structure_id"] for a in result.frames]
     assert len(set(ids)) == 5 and all(i.split("-x")[0] in ("s0", "s1") for i in ids)
+
+
+def test_asks_a_model_for_its_uncertainty():
+    # a GAP computes its variance only on request: explore must request it, not fall back
+    result = explore(_seeds(), OnDemandUncertainSW(), np.random.default_rng(5), SETTINGS)
+    assert result.method == "uncertainty"
+    reference = explore(_seeds(), UncertainSW(), np.random.default_rng(5), SETTINGS)
+    np.testing.assert_allclose(np.sort(result.scores), np.sort(reference.scores), rtol=1e-8)
 
 
 def test_same_seed_same_selection():

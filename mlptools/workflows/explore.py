@@ -116,7 +116,7 @@ def _trajectory_candidates(atoms, calc, rng, settings):
             dyn.run(n)
             done += n
             st._check_finite(work, "explore md")
-            work.get_potential_energy()  # results of this exact configuration
+            _predict(work, calc)  # results of this exact configuration
             scores.append(uncertainty_score(calc.results))
             snaps.append(st._strip_velocities(st._clean(work)))
     except ComputationError as exc:
@@ -124,6 +124,19 @@ def _trajectory_candidates(atoms, calc, rng, settings):
     except Exception as exc:  # the potential failed on a configuration it was driven into
         return snaps, scores, f"{type(exc).__name__}: {exc}"
     return snaps, scores, None
+
+
+def _predict(atoms, calc):
+    """Energy and, where the calculator has one, its per-atom uncertainty.
+
+    A fitted model computes its variance only when asked for an uncertainty key (it costs more
+    than the energy), so a plain energy call would leave no score and fall back to farthest-point
+    sampling.
+    """
+    if ENERGIES_UNCERTAINTY in getattr(calc, "implemented_properties", ()):
+        calc.get_property(ENERGIES_UNCERTAINTY, atoms)
+    else:
+        atoms.get_potential_energy()
 
 
 def _mean_descriptors(frames):
