@@ -1,6 +1,7 @@
 """``mlptools fit`` plumbing: model equals the library fit, tables on stdout, one-line errors."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -190,3 +191,18 @@ def test_precomputed_descriptors_give_the_same_model(cli, files, tmp_path):
     assert r.exit_code == 1
     assert r.stderr.splitlines() == [f"Error: {desc}: 12 structures that do not match the 4 "
                                      "training frames (atom counts differ)"]
+
+
+@pytest.mark.parametrize("option", ["--soap", "--hypers"])
+def test_unbalanced_quote_in_hypers_is_one_line(tmp_path, option):
+    from click.testing import CliRunner
+
+    from mlptools.cli import cli
+
+    out = tmp_path / "m.h5"
+    result = CliRunner().invoke(cli, ["fit", str(Path(__file__).parent / "data" / "cu_emt.xyz"),
+                                      option, "n_max='4", "-o", str(out)])
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "No closing quotation" in lines[0]
+    assert not out.exists()

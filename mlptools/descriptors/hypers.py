@@ -38,6 +38,24 @@ def _coerce(text, annotation, key):
     return text
 
 
+def parse_key_values(text, what):
+    """``"a=1 b='x y'"`` → ``{"a": "1", "b": "x y"}`` (keys with '-' spelt with '_').
+
+    Raises ParameterError naming ``what`` for a word without '=' or unbalanced quotes.
+    """
+    try:
+        tokens = shlex.split(text or "")
+    except ValueError as exc:  # "No closing quotation"
+        raise ParameterError(f"{what}: {exc} in {text!r}") from None
+    data = {}
+    for token in tokens:
+        if "=" not in token:
+            raise ParameterError(f"{what}: expected key=value, got {token!r}")
+        key, value = token.split("=", 1)
+        data[key.strip().replace("-", "_")] = value.strip()
+    return data
+
+
 @dataclasses.dataclass(frozen=True)
 class Hypers:
     """Base class: dict/JSON/spec-string round trips with helpful errors."""
@@ -78,13 +96,7 @@ class Hypers:
     @classmethod
     def from_string(cls, text):
         """Parse ``"key=value key=value"`` (values with commas become tuples)."""
-        data = {}
-        for token in shlex.split(text or ""):
-            if "=" not in token:
-                raise ParameterError(f"{cls.type} hypers: expected key=value, got {token!r}")
-            key, value = token.split("=", 1)
-            data[key.strip().replace("-", "_")] = value.strip()
-        return cls.from_dict(data)
+        return cls.from_dict(parse_key_values(text, f"{cls.type} hypers"))
 
     def to_dict(self):
         out = {"type": self.type}

@@ -362,14 +362,10 @@ def _variance_basis(L, R):
 
 def soap_from_spec(spec, default):
     """SoapHypers from ``"key=value ..."`` on top of ``default`` (not of SoapHypers' defaults)."""
-    import shlex
+    from mlptools.descriptors.hypers import parse_key_values
 
     data = default.to_dict()
-    for token in shlex.split(spec or ""):
-        if "=" not in token:
-            raise ParameterError(f"soap hypers: expected key=value, got {token!r}")
-        key, value = token.split("=", 1)
-        data[key.strip().replace("-", "_")] = value.strip()
+    data.update(parse_key_values(spec, "soap hypers"))
     return SoapHypers.from_dict(data)
 
 
