@@ -26,7 +26,7 @@ import re
 import numpy as np
 from ase import units as _ase_units
 
-from mlptools.errors import ComputationError, InputError, ParameterError
+from mlptools.errors import ComputationError, InputError, ParameterError, Terminated
 from mlptools.units import EV_PER_A2_TO_J_PER_M2, EV_PER_A3_TO_GPA
 
 __all__ = [
@@ -589,6 +589,8 @@ def surface_energy(atoms, calc, miller, *, min_thickness=10.0, vacuum=12.0, fmax
         slab.calc = calc
         try:
             energy = slab.get_potential_energy()
+        except Terminated:
+            raise
         except Exception as exc:  # e.g. ASE's Tersoff on an atom left with one neighbour
             failures.append(f"{type(exc).__name__}: {exc}")
             continue
@@ -851,6 +853,8 @@ def _run_task(task, relaxed, primitive, calc, settings, name):
         return _run_task_unchecked(task, relaxed, primitive, calc, settings)
     except (ComputationError, ParameterError) as exc:
         raise type(exc)(f"{name}: {_task_label(task)}: {exc}") from None
+    except Terminated:  # SIGTERM arrived in the calculator: not a calculator failure
+        raise
     except Exception as exc:  # any calculator failure, named with the property
         raise ComputationError(f"{name}: {_task_label(task)}: {type(exc).__name__}: "
                                f"{exc}") from None

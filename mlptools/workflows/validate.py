@@ -18,7 +18,7 @@ import numpy as np
 
 from mlptools import keys
 from mlptools.calculators import check_species_supported
-from mlptools.errors import ComputationError, InputError
+from mlptools.errors import ComputationError, InputError, Terminated
 from mlptools.metrics import OVERALL, compute_errors
 from mlptools.units import EV_PER_A3_TO_GPA
 
@@ -90,6 +90,8 @@ def predict(atoms, calc, where, *, properties=("energy", "forces", "stress")):
             out.arrays[PREDICTED_FORCES] = np.array(work.get_forces(), dtype=np.float64)
         if "stress" in properties and atoms.cell.rank == 3 and np.all(atoms.pbc):
             out.info[PREDICTED_STRESS] = np.array(work.get_stress(voigt=True), dtype=np.float64)
+    except Terminated:  # SIGTERM arrived in the calculator: not a calculator failure
+        raise
     except Exception as exc:  # any calculator failure, reported with the frame
         raise ComputationError(f"{where}: {type(exc).__name__}: {exc}") from None
     return out
