@@ -39,8 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mlptools.descriptors._inputs import as_frames, as_hypers, resolve_species
 from mlptools.descriptors.hypers import AcsfHypers
-from mlptools.descriptors.nbody import _as_frames, _as_hypers, _assemble, _frame_neighbors
+from mlptools.descriptors.nbody import _assemble, _frame_neighbors
 from mlptools.errors import InputError, ParameterError
 
 __all__ = ["acsf", "acsf_feature_names", "load_acsf_hypers", "available_presets"]
@@ -106,23 +107,6 @@ def acsf_feature_names(hypers):
     return names
 
 
-def _resolve_species(hypers, frames):
-    import dataclasses
-
-    present = sorted({int(z) for atoms in frames for z in atoms.numbers})
-    if not hypers.species:
-        return dataclasses.replace(hypers, species=tuple(present))
-    missing = sorted(set(present) - set(hypers.species))
-    if missing:
-        from ase.data import chemical_symbols
-
-        raise ParameterError(
-            "acsf hyper 'species': "
-            f"{', '.join(chemical_symbols[z] for z in missing)} in the frames but not in "
-            f"species={[chemical_symbols[z] for z in hypers.species]}")
-    return hypers
-
-
 def acsf(frames, hypers, *, gradients=False, strain=False):
     """Behler–Parrinello symmetry functions G2/G4/G5 of every atom.
 
@@ -145,9 +129,9 @@ def acsf(frames, hypers, *, gradients=False, strain=False):
     """
     from mlptools._ext import acsf as _acsf
 
-    hypers = _as_hypers(hypers, AcsfHypers)
-    frames = _as_frames(frames)
-    hypers = _resolve_species(hypers, frames)
+    hypers = as_hypers(hypers, AcsfHypers)
+    frames = as_frames(frames)
+    hypers = resolve_species(hypers, frames)
     names = acsf_feature_names(hypers)
     n_features = len(names)
     n_species = len(hypers.species)

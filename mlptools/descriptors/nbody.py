@@ -27,41 +27,14 @@ and symmetrically for D_ik (with −2(r_ij − r_ik) u_ik and +u_jk).
 
 import numpy as np
 
+from mlptools.descriptors._inputs import as_frames, as_hypers
 from mlptools.descriptors.descriptor_set import DescriptorSet
-from mlptools.descriptors.hypers import Hypers, ThreeBodyHypers, TwoBodyHypers
-from mlptools.errors import ParameterError
+from mlptools.descriptors.hypers import ThreeBodyHypers, TwoBodyHypers
 from mlptools.neighbors import neighbor_list
 
 __all__ = ["distance_2b", "angle_3b"]
 
 THREE_BODY_FEATURES = ["r_ij+r_ik", "(r_ij-r_ik)^2", "r_jk"]
-
-
-def _as_frames(frames):
-    """Return a list of ase.Atoms (a single Atoms is accepted)."""
-    from ase import Atoms
-
-    if isinstance(frames, Atoms):
-        return [frames]
-    frames = list(frames)
-    for k, atoms in enumerate(frames):
-        if not isinstance(atoms, Atoms):
-            raise ParameterError(f"frame {k}: expected ase.Atoms, got {type(atoms).__name__}")
-    return frames
-
-
-def _as_hypers(hypers, cls):
-    """``cls`` instance from an instance, a dict or a spec string."""
-    if isinstance(hypers, cls):
-        return hypers
-    if isinstance(hypers, dict):
-        return cls.from_dict(hypers)
-    if isinstance(hypers, str):
-        return cls.from_string(hypers)
-    if isinstance(hypers, Hypers):
-        raise ParameterError(f"hypers of type {hypers.type!r} given where {cls.type!r} is expected")
-    raise ParameterError(f"expected {cls.__name__}, a dict or a spec string, got "
-                         f"{type(hypers).__name__}")
 
 
 def _frame_neighbors(atoms, cutoff):
@@ -148,8 +121,8 @@ def distance_2b(frames, hypers, *, gradients=False, strain=False):
     """
     from mlptools._ext import nbody as _nbody
 
-    hypers = _as_hypers(hypers, TwoBodyHypers)
-    frames = _as_frames(frames)
+    hypers = as_hypers(hypers, TwoBodyHypers)
+    frames = as_frames(frames)
     rc, w = float(hypers.cutoff), float(hypers.cutoff_transition_width)
     parts = []
     for s, atoms in enumerate(frames):
@@ -206,8 +179,8 @@ def angle_3b(frames, hypers, *, gradients=False, strain=False):
     """
     from mlptools._ext import nbody as _nbody
 
-    hypers = _as_hypers(hypers, ThreeBodyHypers)
-    frames = _as_frames(frames)
+    hypers = as_hypers(hypers, ThreeBodyHypers)
+    frames = as_frames(frames)
     rc, w = float(hypers.cutoff), float(hypers.cutoff_transition_width)
     parts = []
     for s, atoms in enumerate(frames):

@@ -66,14 +66,14 @@ our full P. tests/test_soap.py checks P against it to 1e-7 of the largest entry 
 use different widths (and no smooth cutoff), so it is not an exact peer.
 """
 
-import dataclasses
 import functools
 import math
 
 import numpy as np
 
+from mlptools.descriptors._inputs import as_frames, as_hypers, resolve_species
 from mlptools.descriptors.descriptor_set import DescriptorSet
-from mlptools.descriptors.hypers import Hypers, SoapHypers
+from mlptools.descriptors.hypers import SoapHypers
 from mlptools.errors import ParameterError
 
 __all__ = ["soap_power_spectrum", "soap_feature_names", "unfold_power_spectrum", "featomic_to_full"]
@@ -251,48 +251,6 @@ def featomic_to_full(tensor_map, hypers, n_rows):
 # ----------------------------------------------------------------------------- driver
 
 
-def _as_frames(frames):
-    from ase import Atoms
-
-    if isinstance(frames, Atoms):
-        return [frames]
-    frames = list(frames)
-    for k, atoms in enumerate(frames):
-        if not isinstance(atoms, Atoms):
-            raise ParameterError(f"frame {k}: expected ase.Atoms, got {type(atoms).__name__}")
-    return frames
-
-
-def _as_hypers(hypers):
-    if isinstance(hypers, SoapHypers):
-        return hypers
-    if isinstance(hypers, dict):
-        return SoapHypers.from_dict(hypers)
-    if isinstance(hypers, str):
-        return SoapHypers.from_string(hypers)
-    if isinstance(hypers, Hypers):
-        raise ParameterError(f"hypers of type {hypers.type!r} given where 'soap' is expected")
-    raise ParameterError("expected SoapHypers, a dict or a spec string, got "
-                         f"{type(hypers).__name__}")
-
-
-def _resolve_species(hypers, frames):
-    present = sorted({int(z) for atoms in frames for z in atoms.numbers})
-    if not hypers.species:
-        if not present:
-            return hypers
-        return dataclasses.replace(hypers, species=tuple(present))
-    missing = sorted(set(present) - set(hypers.species))
-    if missing:
-        from ase.data import chemical_symbols
-
-        raise ParameterError(
-            "soap hyper 'species': "
-            f"{', '.join(chemical_symbols[z] for z in missing)} in the frames but not in "
-            f"species={[chemical_symbols[z] for z in hypers.species]}")
-    return hypers
-
-
 def soap_power_spectrum(frames, hypers, *, gradients=False, strain=False, n_threads=0):
     """SOAP power spectrum of every atom, optionally with dX/dr and dX/dε.
 
@@ -324,9 +282,9 @@ def soap_power_spectrum(frames, hypers, *, gradients=False, strain=False, n_thre
     from mlptools._ext import soap as _soap
     from mlptools.neighbors import neighbor_list
 
-    hypers = _as_hypers(hypers)
-    frames = _as_frames(frames)
-    hypers = _resolve_species(hypers, frames)
+    hypers = as_hypers(hypers, SoapHypers)
+    frames = as_frames(frames)
+    hypers = resolve_species(hypers, frames)
     S, nmax, lmax = len(hypers.species), hypers.n_max, hypers.l_max
     names = soap_feature_names(hypers)
     block_ss, n_features = _blocks(S, nmax, lmax)

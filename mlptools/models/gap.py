@@ -514,7 +514,7 @@ def fit_gap(frames, hypers=None, *, rng, descriptors=None):
 
 def _as_hypers(hypers, cls):
     """``cls`` from None (the defaults), an instance, a dict or a spec string."""
-    from mlptools.descriptors.nbody import _as_hypers as parse
+    from mlptools.descriptors._inputs import as_hypers as parse
 
     return cls() if hypers is None else parse(hypers, cls)
 
