@@ -68,7 +68,6 @@ def test_cli_equals_library(si_file, tmp_path):
     (["--ensemble", "nvx", "--temperature", "300"], 2, "'nvx' is not one of"),
     (["--ensemble", "nvt", "--temperature", "300", "--timestep", "-1"], 2, "--timestep"),
     (["--ensemble", "nvt"], 2, "needs --temperature"),
-    (["--ensemble", "nve", "--traj", "t.h5"], 2, "written as extxyz"),
     (["--ensemble", "nvt", "--temperature", "300", "--seed", "1", "--max-uncertainty", "-1"], 1,
      "max_uncertainty must be > 0"),
 ])
@@ -81,6 +80,26 @@ def test_bad_options(si_file, tmp_path, args, code, message):
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "t.xyz").exists()
+
+
+def test_hdf5_trajectory_equals_extxyz_one_also_after_a_resume(si_file, tmp_path):
+    from mlptools.io.h5 import iter_structures
+
+    common = ["md", "sw", si_file, "--ensemble", "nvt", "--temperature", 500, "--timestep", 1,
+              "--seed", 3, "--stride", 10, "--checkpoint-every", 10]
+    assert _invoke(*common, "--steps", 40, "--traj", tmp_path / "t.xyz").exit_code == 0
+    h5 = tmp_path / "t.h5"
+    # 20 steps, then the same command extended to 40: resumed from the checkpoint
+    assert _invoke(*common, "--steps", 20, "--traj", h5).exit_code == 0
+    assert h5.exists() and (tmp_path / "t.h5.part.xyz").exists()
+    result = _invoke(*common, "--steps", 40, "--traj", h5)
+    assert result.exit_code == 0, result.stderr
+    want = ase.io.read(tmp_path / "t.xyz", index=":")
+    got = list(iter_structures(h5))
+    assert len(got) == len(want) == 5
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(a.positions, b.positions, rtol=0, atol=1e-8)
+        assert a.info["mlptools_energy"] == pytest.approx(b.info["mlptools_energy"], abs=1e-8)
 
 
 def test_species_not_covered(tmp_path):

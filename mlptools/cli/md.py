@@ -62,12 +62,36 @@ def extrapolated_error(where, result, threshold, path):
                        f"{path} for labelling")
 
 
-def check_traj_name(traj):
-    """Trajectories are extxyz (streamed and cut back on resume): refuse an HDF5 name."""
-    if traj and str(traj).lower().endswith((".h5", ".hdf5")):
-        raise click.BadParameter("trajectories are written as extxyz (name it .xyz); convert "
-                                 "afterwards with 'mlptools convert TRAJ.xyz -o TRAJ.h5'",
-                                 param_hint="'--traj'")
+class Trajectory:
+    """The --traj file: extxyz streamed as the run goes; a .h5/.hdf5 name gets an HDF5 database.
+
+    Frames are always streamed to extxyz (cut back to the checkpoint on resume). For an HDF5
+    name the stream goes to ``TRAJ.part.xyz`` beside it and :meth:`finish` writes the structure
+    database from it (atomically) once the run has ended. The part file stays, like the
+    checkpoint, so a stopped run resumes and a finished one can be extended; delete both when
+    the run is final.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self.hdf5 = bool(path) and str(path).lower().endswith((".h5", ".hdf5"))
+        self.stream_path = f"{path}.part.xyz" if self.hdf5 else path
+
+    def resumable(self):
+        from mlptools.io.resumable import ResumableText
+
+        return ResumableText(self.stream_path) if self.path else None
+
+    def finish(self):
+        """Write the HDF5 trajectory from the stream (no-op for extxyz)."""
+        if not self.hdf5 or not os.path.exists(self.stream_path):
+            return
+        from ase.io import iread
+
+        from mlptools.io.h5 import write_structures
+
+        write_structures(self.path, iread(self.stream_path, index=":", format="extxyz"),
+                         provenance=c.provenance([self.stream_path]))
 
 
 def progress_callback(bar):
@@ -104,7 +128,8 @@ def progress_callback(bar):
               help="Barostat time constant (fs) [default: 1000 time steps].")
 @click.option("--traj", type=click.Path(dir_okay=False), default=None,
               help="Trajectory (extxyz, Å; predictions as mlptools_energy eV, mlptools_forces "
-                   "eV/Å), a frame every --stride steps from step 0.")
+                   "eV/Å), a frame every --stride steps from step 0; a .h5 name writes an "
+                   "HDF5 structure database at the end (streamed to TRAJ.part.xyz meanwhile).")
 @click.option("--stride", type=click.IntRange(1), default=100, show_default=True,
               help="Steps between trajectory frames.")
 @click.option("--log", "log_path", type=click.Path(dir_okay=False), default=None,
@@ -165,7 +190,7 @@ def md(model, structure, ensemble, temperature_K, pressure_GPa, timestep_fs, ste
         pressure_GPa=pressure_GPa, tdamp_fs=tdamp_fs, pdamp_fs=pdamp_fs,
         traj_stride=stride if traj else 0, log_stride=log_stride or min(stride, 10),
         checkpoint_stride=checkpoint_every, max_uncertainty=max_uncertainty)
-    check_traj_name(traj)
+    trajectory = Trajectory(traj)
     if ensemble != "nve" and temperature_K is None:
         raise click.UsageError(f"--ensemble {ensemble} needs --temperature")
     atoms, index = read_structure(structure, frame_index)
@@ -185,11 +210,12 @@ def md(model, structure, ensemble, temperature_K, pressure_GPa, timestep_fs, ste
     with sigterm_flag() as stop_requested, c.progress(length=steps, label="md") as bar:
         result = run_md(
             atoms, calc, settings, [Stage("md", steps, temperature_K)],
-            rng=c.make_rng(seed), traj=ResumableText(traj) if traj else None,
+            rng=c.make_rng(seed), traj=trajectory.resumable(),
             log_file=ResumableText(log_path) if log_path else None, checkpoint=checkpoint,
             stop_requested=stop_requested, progress=progress_callback(bar))
     if result.status == "terminated":
         raise terminated(result, steps, checkpoint)
+    trajectory.finish()
     if result.status == "extrapolation":
         write_frames([result.offending], extrapolated)
         raise extrapolated_error(structure, result, max_uncertainty, extrapolated)

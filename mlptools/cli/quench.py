@@ -5,7 +5,7 @@ import click
 from mlptools.cli import _common as c
 from mlptools.cli.analyze import analysis_options, run_analysis
 from mlptools.cli.md import (
-    check_traj_name,
+    Trajectory,
     extrapolated_error,
     load_model,
     progress_callback,
@@ -48,7 +48,8 @@ from mlptools.cli.md import (
 @click.option("--max-uncertainty", type=float, default=None,
               help="Extrapolation guard as in 'mlptools md' (eV per atom, or eV/Å).")
 @click.option("--traj", type=click.Path(dir_okay=False), default=None,
-              help="MD trajectory (extxyz), a frame every --stride steps.")
+              help="MD trajectory (extxyz; a .h5 name writes an HDF5 structure database at "
+                   "the end), a frame every --stride steps.")
 @click.option("--stride", type=click.IntRange(1), default=1000, show_default=True,
               help="Steps between trajectory frames.")
 @click.option("--log", "log_path", type=click.Path(dir_okay=False), default=None,
@@ -101,7 +102,7 @@ def quench(model, element, n_atoms, density_g_cm3, start, melt_K, melt_ps, liqui
 
         run_analysis(list(iter_frames([analyze_only], min_distance=0.0))[-1:], **analysis)
         return
-    check_traj_name(traj)
+    trajectory = Trajectory(traj)
     if model is None:
         raise click.UsageError("MODEL is required (unless --analyze-only)")
     if seed is None:
@@ -132,13 +133,14 @@ def quench(model, element, n_atoms, density_g_cm3, start, melt_K, melt_ps, liqui
                rate_K_per_s)
     with sigterm_flag() as stop_requested, c.progress(length=total, label="quench") as bar:
         result = melt_quench(atoms, calc, protocol, rng=rng, settings=settings,
-                             traj=ResumableText(traj) if traj else None,
+                             traj=trajectory.resumable(),
                              log_file=ResumableText(log_path) if log_path else None,
                              checkpoint=checkpoint, stop_requested=stop_requested,
                              progress=progress_callback(bar), relax_fmax=fmax)
     md = result.md
     if md.status == "terminated":
         raise terminated(md, total, checkpoint)
+    trajectory.finish()
     if md.status == "extrapolation":
         path = f"{output if output != '-' else 'quench'}.extrapolated.xyz"
         write_frames([md.offending], path)
