@@ -40,6 +40,10 @@ from mlptools.cli import _common as c
               metavar="HYPERS|none", help="GAP's 2-body term (squared exponential on distances), "
                                           "on by default: \"cutoff=5 delta=1 theta=0.5 "
                                           "n_sparse=30\" (Å, eV), or none.")
+@click.option("--threebody", "threebody_spec", is_flag=False, flag_value="", default=None,
+              metavar="HYPERS", help="Add GAP's 3-body term (squared exponential on angle_3b "
+                                     "triplets; --threebody alone: \"cutoff=3.7 delta=0.1 "
+                                     "theta=1 n_sparse=200\", Å, eV).")
 @click.option("--n-sparse", type=click.IntRange(1), default=None,
               help="GAP sparse points over all species [default: 2000].")
 @click.option("--sigma-energy", type=click.FloatRange(0), default=None,
@@ -67,8 +71,8 @@ from mlptools.cli import _common as c
 @c.output(hdf5=True, help="Model file (HDF5, written atomically).")
 @c.verbosity_options
 def fit(train, valid, kind, committee, acsf_spec, soap_spec, descriptors_path, hypers_spec,
-        twobody_spec, n_sparse, sigma_energy, sigma_force, sigma_virial, e0, baseline,
-        checkpoint, max_memory, fmt, seed, min_distance, output):
+        twobody_spec, threebody_spec, n_sparse, sigma_energy, sigma_force, sigma_virial, e0,
+        baseline, checkpoint, max_memory, fmt, seed, min_distance, output):
     """Fit a potential to energies (eV), forces (eV/Å) and stresses.
 
     Reads labelled structures (extxyz, '-' = stdin, an mlptools structure database, or any
@@ -107,6 +111,10 @@ def fit(train, valid, kind, committee, acsf_spec, soap_spec, descriptors_path, h
         if kind != "gap":
             raise ParameterError("--twobody applies to --model gap only")
         data["twobody"] = twobody_spec.strip() or {}
+    if threebody_spec is not None:
+        if kind != "gap":
+            raise ParameterError("--threebody applies to --model gap only")
+        data["threebody"] = threebody_spec.strip() or {}
     descriptors = None
     if descriptors_path is not None:
         from mlptools.io.descriptors import read_descriptors

@@ -99,11 +99,13 @@ class FitCommon(Hypers):
 
     @classmethod
     def from_dict(cls, data):
+        from mlptools.models.threebody import ThreeBodyTermHypers
         from mlptools.models.twobody import TwoBodyTermHypers
 
         data = dict(data)
         nested = {}
-        for key, sub in (("soap", SoapHypers), ("twobody", TwoBodyTermHypers)):
+        for key, sub in (("soap", SoapHypers), ("twobody", TwoBodyTermHypers),
+                         ("threebody", ThreeBodyTermHypers)):
             value = data.pop(key, None)
             if key in cls.field_names() and (value is False or value == "none"):
                 nested[key] = None           # "twobody": "none" switches the term off
@@ -120,7 +122,7 @@ class FitCommon(Hypers):
 
     def to_dict(self):
         out = super().to_dict()
-        for key in ("soap", "twobody"):
+        for key in ("soap", "twobody", "threebody"):
             if out.get(key) is not None:
                 out[key] = getattr(self, key).to_dict()
             elif key in out:
@@ -144,6 +146,8 @@ class GapHypers(FitCommon):
       default (cutoff 5 Å, δ 1 eV, θ 0.5 Å, 30 sparse distances per pair: on the mlearn
       subsets it lowered the test energy MAE from 4.6 to 2.7 meV/atom for Si and 4.3 to 2.4
       for Mo); ``"none"`` switches it off
+    threebody : ThreeBodyTermHypers or None, the 3-body term on angle_3b triplets
+      (:mod:`mlptools.models.threebody`); off by default, ``"cutoff=3.7 delta=0.1"`` turns it on
     sigma_energy, sigma_force, sigma_virial : float, eV/atom, eV/Å, eV/atom (0: not fitted)
     config_type_sigma : str, ``"Surface=0.004,0.1,0.1 ..."`` per config type overrides
     baseline : str, ``"zbl"`` (with optional ``inner=`` ``outer=``) or ``"none"``
@@ -160,6 +164,7 @@ class GapHypers(FitCommon):
     sparse_method: str = "cur"
     jitter: float = 1e-8
     twobody: object = dataclasses.field(default_factory=lambda: _default_twobody())
+    threebody: object = None
 
     def validate(self):
         super().validate()
@@ -315,6 +320,7 @@ class GapModel(Model):
 
     @classmethod
     def from_h5(cls, group, common):
+        from mlptools.models.threebody import ThreeBodyTerm
         from mlptools.models.twobody import TwoBodyTerm
 
         vb = group["variance_basis"][()] if "variance_basis" in group else None
@@ -324,7 +330,8 @@ class GapModel(Model):
                    sparse_species=group["sparse_species"][()], alpha=group["alpha"][()],
                    variance_basis=vb,
                    force_uncertainty_scale=float(group.attrs["force_uncertainty_scale"]),
-                   twobody_terms=TwoBodyTerm.from_h5(group), **common)
+                   twobody_terms=TwoBodyTerm.from_h5(group) + ThreeBodyTerm.from_h5(group),
+                   **common)
 
 
 def _neighbourhood_mean(ds, values_n, n_atoms):
@@ -477,6 +484,10 @@ def fit_gap(frames, hypers=None, *, rng, descriptors=None):
     kernel = _SoapKernel(Xs, zs, hypers.zeta, hypers.delta)
     pair_terms = [] if hypers.twobody is None else twobody.make_terms(hypers.twobody, frames,
                                                                       species)
+    if hypers.threebody is not None:
+        from mlptools.models import threebody
+
+        pair_terms += threebody.make_terms(hypers.threebody, frames, species)
     slices, n_cols = [slice(0, M)], M
     for term in pair_terms:
         slices.append(slice(n_cols, n_cols + term.n_sparse))
@@ -485,7 +496,7 @@ def fit_gap(frames, hypers=None, *, rng, descriptors=None):
     prior = np.zeros((n_cols, n_cols))
     prior[:M, :M] = L.T
     for term, cols in zip(pair_terms, slices[1:], strict=True):
-        k = twobody.kmm(term)
+        k = term.kmm()
         k[np.diag_indices_from(k)] += hypers.jitter * term.hypers.delta ** 2 + 1e-10
         prior[cols, cols] = cholesky(k, lower=True).T
     qr.add(prior, np.zeros(n_cols))

@@ -45,20 +45,25 @@ class TwoBodyTermHypers(Hypers):
     n_sparse: int = 30
 
     def validate(self):
-        for name in ("cutoff", "cutoff_transition_width", "delta", "theta"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
-                raise ParameterError(f"twobody hyper '{name}' must be > 0, got {v}")
-        if self.cutoff_transition_width > self.cutoff:
-            raise ParameterError("twobody hyper 'cutoff_transition_width' must be <= cutoff")
-        if not (isinstance(self.n_sparse, int) and self.n_sparse >= 2):
-            raise ParameterError(f"twobody hyper 'n_sparse' must be an integer >= 2, got "
-                                 f"{self.n_sparse!r}")
+        validate_term_hypers(self)
 
     def descriptor(self, z1, z2):
         return TwoBodyHypers(cutoff=float(self.cutoff),
                              cutoff_transition_width=float(self.cutoff_transition_width),
                              z1=int(z1), z2=int(z2))
+
+
+def validate_term_hypers(hypers):
+    """Checks shared by the GP terms' hypers (cutoff, width, δ, θ > 0; n_sparse >= 2)."""
+    for name in ("cutoff", "cutoff_transition_width", "delta", "theta"):
+        v = getattr(hypers, name)
+        if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
+            raise ParameterError(f"{hypers.type} hyper '{name}' must be > 0, got {v}")
+    if hypers.cutoff_transition_width > hypers.cutoff:
+        raise ParameterError(f"{hypers.type} hyper 'cutoff_transition_width' must be <= cutoff")
+    if not (isinstance(hypers.n_sparse, int) and hypers.n_sparse >= 2):
+        raise ParameterError(f"{hypers.type} hyper 'n_sparse' must be an integer >= 2, got "
+                             f"{hypers.n_sparse!r}")
 
 
 def _cutoff(r, rc, w):
@@ -81,6 +86,10 @@ class TwoBodyTerm:
     @property
     def n_sparse(self):
         return self.r_m.shape[0]
+
+    def kmm(self):
+        """δ² k(r_m, r_m') (m, m) of the sparse distances."""
+        return kmm(self)
 
     def descriptors(self, frames, *, gradients, strain):
         from mlptools.descriptors.nbody import distance_2b
