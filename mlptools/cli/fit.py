@@ -89,6 +89,11 @@ def fit(train, valid, kind, committee, acsf_spec, soap_spec, descriptors_path, h
       mlptools fit train.xyz --model nn --hypers "hidden=25,25 max_iter=2000" -o si-nn.h5
       mlptools fit train.xyz --model nn --committee 5 --valid test.xyz -o si-nn5.h5
       mlptools build-db recipe.toml -o - | mlptools fit - --n-sparse 500 -o model.h5
+      mpirun -n 4 mlptools fit train.xyz --valid test.xyz -o si-gap.h5
+
+    Under mpirun a GAP's design rows (SOAP gradients, kernel columns) are built batch by batch
+    on all ranks and their QR factors merged on rank 0, which writes the model (the same as a
+    serial fit); other model kinds run the whole fit on every rank. Inputs must be named files.
     """
     from mlptools.errors import ComputationError, InputError, ParameterError, Terminated
     from mlptools.io.extxyz import display_name
@@ -151,8 +156,19 @@ def fit(train, valid, kind, committee, acsf_spec, soap_spec, descriptors_path, h
             frames.extend(got)
         return frames
 
-    train_frames = read(list(train) or ["-"])
-    valid_frames = read(valid) if valid else None
+    comm = c.mpi_comm()
+    if comm is not None and (not train or "-" in train or "-" in valid):
+        raise click.UsageError("under mpirun every rank reads the inputs: name TRAIN and --valid "
+                               "files (no '-')")
+    if comm is not None:
+        from mlptools.workflows._parallel import ase_serial
+
+        with ase_serial():  # ASE's readers are collective under mpi4py; each rank reads alone
+            train_frames = read(list(train))
+            valid_frames = read(valid) if valid else None
+    else:
+        train_frames = read(list(train) or ["-"])
+        valid_frames = read(valid) if valid else None
     valid_name = ", ".join(display_name(v) for v in valid) if valid else "valid"
 
     if max_memory is not None and kind != "nn":
@@ -174,14 +190,18 @@ def fit(train, valid, kind, committee, acsf_spec, soap_spec, descriptors_path, h
             result = wf.fit_model(kind, train_frames, hypers, rng=c.make_rng(seed or 0),
                                   valid=valid_frames, valid_name=valid_name,
                                   descriptors=descriptors, committee=committee or 0,
-                                  checkpoint=checkpoint)
+                                  checkpoint=checkpoint, comm=comm)
         except InputError as exc:
             if descriptors is None or not str(exc).startswith("descriptors:"):
                 raise
             raise InputError(f"{descriptors_path}{str(exc)[len('descriptors'):]}") from None
-        save_model(output, result.model, provenance=c.provenance(list(train) + list(valid)))
+        if comm is None or comm.Get_rank() == 0:
+            save_model(output, result.model,
+                       provenance=c.provenance(list(train) + list(valid)))
     finally:
         signal.signal(signal.SIGTERM, previous)
+    if comm is not None and comm.Get_rank() != 0:
+        return  # rank 0 prints the tables
 
     with c.open_text_output("-") as out:
         reports = [("train", result.train_errors)]

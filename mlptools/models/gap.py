@@ -417,7 +417,7 @@ def training_species(frames):
     return species
 
 
-def fit_gap(frames, hypers=None, *, rng, descriptors=None):
+def fit_gap(frames, hypers=None, *, rng, descriptors=None, comm=None):
     """Fit a GAP to the labelled ``frames``.
 
     Parameters
@@ -429,6 +429,11 @@ def fit_gap(frames, hypers=None, *, rng, descriptors=None):
     descriptors : DescriptorSet, optional
         Precomputed SOAP of ``frames`` (``mlptools describe``, same hypers, with position and,
         when stresses are fitted, strain gradients) used instead of computing it.
+    comm : mpi4py communicator, optional
+        Every rank passes the same frames, hypers and seed (so all choose the same sparse
+        points); the batches of design rows (SOAP with gradients, kernel columns) are built
+        round-robin on the ranks, their R factors merged on rank 0 (:meth:`StackedQR.merge`),
+        and the solution broadcast: every rank returns the same model as a serial fit.
 
     Returns
     -------
@@ -499,8 +504,12 @@ def fit_gap(frames, hypers=None, *, rng, descriptors=None):
         k = term.kmm()
         k[np.diag_indices_from(k)] += hypers.jitter * term.hypers.delta ** 2 + 1e-10
         prior[cols, cols] = cholesky(k, lower=True).T
-    qr.add(prior, np.zeros(n_cols))
-    for batch in training.batches(frames, hypers.batch_atoms):
+    rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
+    if rank == 0:
+        qr.add(prior, np.zeros(n_cols))
+    for k, batch in enumerate(training.batches(frames, hypers.batch_atoms)):
+        if k % size != rank:
+            continue
         t1 = time.perf_counter()
         sub = [a for _, a in batch]
         terms = [(training.batch_descriptors(batch, soap, descriptors, gradients=use_f,
@@ -511,7 +520,7 @@ def fit_gap(frames, hypers=None, *, rng, descriptors=None):
         qr.add(A, b)
         log.debug("gap: batch of %d frames, %d rows in %.2f s", len(batch), len(b),
                   time.perf_counter() - t1)
-    w, R = qr.solve("lower hyper 'n_sparse' or raise 'jitter' / the sigmas")
+    w, R = _solve(qr, comm)
     if not np.all(np.isfinite(w)):
         raise ComputationError("gap: the weights are not finite; raise hyper 'jitter'")
     log.info("gap: solved %d rows x %d in %.1f s", qr.n_rows, n_cols, time.perf_counter() - t0)
@@ -528,6 +537,24 @@ def _as_hypers(hypers, cls):
     from mlptools.descriptors._inputs import as_hypers as parse
 
     return cls() if hypers is None else parse(hypers, cls)
+
+
+def _solve(qr, comm):
+    """Weights and R of the stacked system; with ``comm``, solved on rank 0 and broadcast."""
+    what = "lower hyper 'n_sparse' or raise 'jitter' / the sigmas"
+    if comm is None:
+        return qr.solve(what)
+    qr.merge(comm)
+    result = None
+    if comm.Get_rank() == 0:
+        try:
+            result = qr.solve(what)
+        except ComputationError as exc:
+            result = exc
+    result = comm.bcast(result, root=0)
+    if isinstance(result, ComputationError):
+        raise result
+    return result
 
 
 def calibrate_force_uncertainty(model, frames, predictions):

@@ -117,6 +117,19 @@ class StackedQR:
         self._buf, self._rows = [], 0
         self.R = np.linalg.qr(stacked, mode="r")
 
+    def merge(self, comm):
+        """Combine the rows every MPI rank added: afterwards rank 0 holds the R of all of them.
+
+        R of qr([R_0; R_1; ...]) of the ranks' own R factors is the R of the whole stacked
+        system (TSQR), up to row signs, which the solution does not depend on.
+        """
+        self._flush()
+        parts = comm.gather(self.R, root=0)
+        counts = comm.gather(self.n_rows, root=0)
+        if comm.Get_rank() == 0:
+            self.R = np.linalg.qr(np.vstack(parts), mode="r") if len(parts) > 1 else parts[0]
+            self.n_rows = int(sum(counts))
+
     def solve(self, what="the system"):
         """Weights (n,), and R (n, n) with RᵀR = AᵀA.
 

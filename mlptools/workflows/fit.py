@@ -41,13 +41,15 @@ def _fitter(kind):
     return fitters[kind]
 
 
-def fit(kind, frames, hypers, *, rng, committee=0, descriptors=None, checkpoint=None):
+def fit(kind, frames, hypers, *, rng, committee=0, descriptors=None, checkpoint=None, comm=None):
     """Fit one model of ``kind``, or with ``committee`` >= 2 a committee of that many.
 
     One model: :func:`mlptools.models.gap.fit_gap`, :func:`~.linear.fit_linear` or
     :func:`~.nn.fit_nn`. Committees: :func:`~.committee.fit_nn_committee` (descriptors
     shared) for nn, else :func:`~.committee.fit_committee` (bootstrap resamples of the frames).
     ``checkpoint`` (nn only): path of the training checkpoint; a rerun resumes from it.
+    ``comm`` (an mpi4py communicator): a single GAP assembles its design rows on all ranks
+    (:func:`~mlptools.models.gap.fit_gap`); other kinds fit the same model on every rank.
     """
     from mlptools.models.gap import _as_hypers
 
@@ -61,11 +63,12 @@ def fit(kind, frames, hypers, *, rng, committee=0, descriptors=None, checkpoint=
         if not committee:
             return fit_one(frames, hypers, rng=rng, checkpoint=checkpoint)
     if not committee:
+        extra = {"comm": comm} if kind == "gap" and comm is not None else {}
         if descriptors is not None:
             if kind == "nn":
                 raise ParameterError("--descriptors applies to gap, linear and quadratic")
-            return fit_one(frames, hypers, rng=rng, descriptors=descriptors)
-        return fit_one(frames, hypers, rng=rng)
+            return fit_one(frames, hypers, rng=rng, descriptors=descriptors, **extra)
+        return fit_one(frames, hypers, rng=rng, **extra)
     if descriptors is not None:
         raise ParameterError("--descriptors cannot be combined with --committee")
     from mlptools.models import committee as cm
@@ -86,7 +89,7 @@ def prediction_errors(model, frames, *, uncertainty=False):
 
 
 def fit_model(kind, train, hypers, *, rng, valid=None, valid_name="valid", descriptors=None,
-              committee=0, checkpoint=None):
+              committee=0, checkpoint=None, comm=None):
     """Fit, then fill ``model.training_errors`` (and the uncertainty calibration).
 
     GAP's force-uncertainty scale is calibrated on the training set; a committee's spread on
@@ -101,6 +104,7 @@ def fit_model(kind, train, hypers, *, rng, valid=None, valid_name="valid", descr
     descriptors : DescriptorSet, optional, precomputed SOAP of ``train`` (see ``fit_gap``)
     committee : int, 0 for one model, else the number of committee members (>= 2)
     checkpoint : path, optional (nn only), training checkpoint to save to and resume from
+    comm : mpi4py communicator, optional; see :func:`fit` (every rank returns the same result)
 
     Returns
     -------
@@ -120,7 +124,7 @@ def fit_model(kind, train, hypers, *, rng, valid=None, valid_name="valid", descr
                                  f"({species_symbols(sorted(train_species))})")
     t0 = time.perf_counter()
     model = fit(kind, train, hypers, rng=rng, committee=committee, descriptors=descriptors,
-                checkpoint=checkpoint)
+                checkpoint=checkpoint, comm=comm)
     seconds = time.perf_counter() - t0
     log.info("%s: fitted in %.1f s", kind, seconds)
     if committee:
