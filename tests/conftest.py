@@ -42,3 +42,16 @@ def rng():
 @pytest.fixture
 def test_data():
     return TEST_DATA
+
+
+@pytest.fixture(autouse=True)
+def _default_log_level():
+    """Each test starts at the default verbosity: `-v` in one CliRunner call sets the level of
+    the process-wide "mlptools" logger, which would otherwise leak into later tests."""
+    import logging
+
+    from mlptools.cli._common import configure_logging
+
+    configure_logging(0)
+    yield
+    logging.getLogger("mlptools").setLevel(logging.WARNING)

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -10,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from mpi import mpirun
 
 from mlptools.workflows import build_db as bd
 from mlptools.workflows.recipe import load_recipe
@@ -160,20 +160,8 @@ def test_sigterm_stops_after_the_current_structure(setup):
     assert len(out["ids"]) == N_TOTAL and not out["stopped"]
 
 
-def _mpirun():
-    # the venv's own Open MPI (the mpi-runtime extra) first, then the system's
-    exe = shutil.which("mpirun", path=os.path.dirname(sys.executable)) or shutil.which("mpirun")
-    if exe is None:
-        pytest.skip("no mpirun (apt-get install openmpi-bin libopenmpi-dev)")
-    try:
-        import mpi4py  # noqa: F401
-    except ImportError:
-        pytest.skip("mpi4py not installed (pip install mpi4py)")
-    return [exe, "-n", "2", "--oversubscribe"]
-
-
 def test_mpirun_two_ranks_label_in_parallel_with_one_writer(setup):
-    mpi = _mpirun()
+    mpi = mpirun()
     tmp_path, env = setup
     # Open MPI refuses to run as root unless told (containers, CI)
     env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
@@ -232,7 +220,7 @@ def ase_read(path):
 
 
 def test_cli_under_mpirun_writes_once(setup):
-    mpi = _mpirun()
+    mpi = mpirun()
     tmp_path, env = setup
     env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                OMPI_MCA_rmaps_base_oversubscribe="1")

@@ -3,7 +3,6 @@
 import io
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import ase.io
 import click
 import pytest
 from click.testing import CliRunner
+from mpi import mpirun
 from test_build_db_resume import SLOW_CALC  # a Stillinger-Weber that sleeps in each call
 
 from mlptools.cli import MlptoolsGroup
@@ -170,16 +170,8 @@ def test_sigterm_stops_cleanly_and_a_rerun_completes(tmp_path):
         r["status"] == "ok" for r in _results(ckpt))
 
 
-def _mpirun():
-    exe = shutil.which("mpirun", path=os.path.dirname(sys.executable)) or shutil.which("mpirun")
-    if exe is None:
-        pytest.skip("no mpirun (apt-get install openmpi-bin libopenmpi-dev)")
-    pytest.importorskip("mpi4py", reason="mpi4py not installed (pip install mpi4py)")
-    return [exe, "-n", "2", "--oversubscribe"]
-
-
 def test_mpirun_two_ranks_share_the_search(tmp_path):
-    mpi = _mpirun()
+    mpi = mpirun()
     env = _env(tmp_path)
     env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                OMPI_MCA_rmaps_base_oversubscribe="1")

@@ -235,12 +235,9 @@ def test_sigterm_stops_cleanly_without_output(tmp_path):
 
 
 def test_mpirun_shares_properties_and_equals_serial(cli, cu, tmp_path):
-    import shutil
+    from mpi import mpirun
 
-    exe = shutil.which("mpirun", path=os.path.dirname(sys.executable)) or shutil.which("mpirun")
-    if exe is None:
-        pytest.skip("no mpirun (apt-get install openmpi-bin libopenmpi-dev)")
-    pytest.importorskip("mpi4py")
+    exe = mpirun()[0]
     args = ["emt", cu, "--properties", "elastic,vacancy", "--element", "Cu", "--lattice", "fcc"]
     serial = tmp_path / "serial.json"
     assert _run(cli, [*args, "--json", str(serial)]).exit_code == 0

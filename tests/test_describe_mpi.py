@@ -1,35 +1,18 @@
 """`mpirun -n 2 mlptools describe` writes the same file as a serial run (real MPI, 2 ranks)."""
 
-import os
-import shutil
 import subprocess
 import sys
 
 import numpy as np
-import pytest
 from ase.build import bulk
 from ase.io import write
+from mpi import mpi_env, mpirun
 
 from mlptools.io.descriptors import read_descriptors
 
 
-def _mpirun():
-    exe = shutil.which("mpirun", path=os.path.dirname(sys.executable)) or shutil.which("mpirun")
-    if exe is None:
-        pytest.skip("no mpirun (pip install 'mlptools[mpi-runtime]' or a system MPI)")
-    pytest.importorskip("mpi4py")
-    return [exe, "-n", "2", "--oversubscribe"]
-
-
-def _env():
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OMPI_MCA_rmaps_base_oversubscribe="1", OMP_NUM_THREADS="1")
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    return env
-
-
 def test_mpirun_describe_equals_serial(tmp_path):
-    mpi = _mpirun()
+    mpi = mpirun()
     rng = np.random.default_rng(3)
     frames = []
     for k in range(5):  # five batches of one structure: both ranks get work, out of order
@@ -40,10 +23,10 @@ def test_mpirun_describe_equals_serial(tmp_path):
     args = ["-m", "mlptools", "describe", "in.xyz", "--soap", "cutoff=4 n_max=3 l_max=2",
             "--gradients", "--batch-atoms", "8"]
     serial = subprocess.run([sys.executable, *args, "-o", "serial.h5"], cwd=tmp_path,
-                            env=_env(), capture_output=True, text=True, timeout=120)
+                            env=mpi_env(), capture_output=True, text=True, timeout=120)
     assert serial.returncode == 0, serial.stderr
     par = subprocess.run([*mpi, sys.executable, *args, "-o", "mpi.h5"], cwd=tmp_path,
-                         env=_env(), capture_output=True, text=True, timeout=180)
+                         env=mpi_env(), capture_output=True, text=True, timeout=180)
     assert par.returncode == 0, par.stderr
     a = read_descriptors(tmp_path / "serial.h5")["soap"]
     b = read_descriptors(tmp_path / "mpi.h5")["soap"]
@@ -52,10 +35,10 @@ def test_mpirun_describe_equals_serial(tmp_path):
 
 
 def test_mpirun_describe_bad_input_is_one_line(tmp_path):
-    mpi = _mpirun()
+    mpi = mpirun()
     (tmp_path / "bad.xyz").write_text("4\nPBC garbage\nSi 0 0 0\n")
     par = subprocess.run([*mpi, sys.executable, "-m", "mlptools", "describe", "bad.xyz",
-                          "-o", "d.h5"], cwd=tmp_path, env=_env(), capture_output=True,
+                          "-o", "d.h5"], cwd=tmp_path, env=mpi_env(), capture_output=True,
                          text=True, timeout=120)
     assert par.returncode == 1
     errors = [ln for ln in par.stderr.splitlines() if ln.startswith("Error:")]

@@ -1,36 +1,19 @@
 """`mpirun -n 2 mlptools fit` (GAP): design rows built on both ranks, R factors merged (TSQR)."""
 
-import os
-import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 from ase.io import write
+from mpi import mpi_env, mpirun
 from test_fit_models import sw_frames
 
 import mlptools
 
 
-def _mpirun():
-    exe = shutil.which("mpirun", path=os.path.dirname(sys.executable)) or shutil.which("mpirun")
-    if exe is None:
-        pytest.skip("no mpirun (pip install 'mlptools[mpi-runtime]' or a system MPI)")
-    pytest.importorskip("mpi4py")
-    return [exe, "-n", "2", "--oversubscribe"]
-
-
-def _env():
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OMPI_MCA_rmaps_base_oversubscribe="1", OMP_NUM_THREADS="1",
-               OPENBLAS_NUM_THREADS="1")
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    return env
-
-
 def test_mpirun_gap_fit_equals_serial(tmp_path):
-    mpi = _mpirun()
+    mpi = mpirun()
     rng = np.random.default_rng(11)
     write(tmp_path / "train.xyz", sw_frames(rng, 12, repeat=(2, 1, 1)), format="extxyz")
     probe = sw_frames(rng, 2, repeat=(2, 1, 1))
@@ -39,10 +22,10 @@ def test_mpirun_gap_fit_equals_serial(tmp_path):
             "cutoff=4.5 n_max=4 l_max=3", "--hypers", "batch_atoms=16", "--seed", "3",
             "--format", "json"]
     serial = subprocess.run([sys.executable, *args, "-o", "serial.h5"], cwd=tmp_path,
-                            env=_env(), capture_output=True, text=True, timeout=300)
+                            env=mpi_env(), capture_output=True, text=True, timeout=300)
     assert serial.returncode == 0, serial.stderr
     par = subprocess.run([*mpi, sys.executable, *args, "-o", "mpi.h5"], cwd=tmp_path,
-                         env=_env(), capture_output=True, text=True, timeout=300)
+                         env=mpi_env(), capture_output=True, text=True, timeout=300)
     assert par.returncode == 0, par.stderr
     assert par.stdout.count('"train"') == 1  # one rank printed the table
     a, b = mlptools.load(tmp_path / "serial.h5"), mlptools.load(tmp_path / "mpi.h5")

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_describe_mpi import _env as mpi_env
-from test_describe_mpi import _mpirun
+from mpi import mpi_env
+from mpi import mpirun as _mpirun
 
 ROOT = Path(__file__).resolve().parent.parent
 
