@@ -48,6 +48,35 @@ def fps_rows(X_nf, n_select, *, rng, zeta=1.0):
     return np.sort(np.array(chosen))
 
 
+def farthest_point_order(candidates, known, count):
+    """Greedy farthest-point sampling: indices of ``count`` rows of ``candidates``.
+
+    Each pick is the candidate whose Euclidean distance to the nearest row of ``known`` and of
+    the rows already picked is largest.
+
+    Parameters
+    ----------
+    candidates : (n, f) float64
+    known : (k, f) float64, may be empty (the first pick is then row 0's farthest partner)
+    count : int
+    """
+    candidates = np.asarray(candidates, dtype=np.float64)
+    count = min(int(count), len(candidates))
+    if count == 0:
+        return np.zeros(0, dtype=np.int64)
+    if len(known):
+        d = np.min(np.linalg.norm(candidates[:, None, :] - np.asarray(known)[None], axis=2), axis=1)
+    else:
+        d = np.linalg.norm(candidates - candidates[0], axis=1)
+    picked = []
+    for _ in range(count):
+        k = int(np.argmax(d))
+        picked.append(k)
+        d = np.minimum(d, np.linalg.norm(candidates - candidates[k], axis=1))
+        d[picked] = -np.inf
+    return np.asarray(picked, dtype=np.int64)
+
+
 def select_rows(X_nf, n_select, method, *, rng, zeta=1.0):
     """Dispatch on ``method`` ("cur" or "fps"); duplicates rows of X are dropped first."""
     if method not in METHODS:

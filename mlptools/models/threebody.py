@@ -24,6 +24,7 @@ from typing import ClassVar
 import numpy as np
 
 from mlptools.descriptors.hypers import Hypers, ThreeBodyHypers
+from mlptools.models.twobody import gap_cutoff, validate_term_hypers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,24 +49,12 @@ class ThreeBodyTermHypers(Hypers):
     n_sparse: int = 200
 
     def validate(self):
-        from mlptools.models.twobody import validate_term_hypers
-
         validate_term_hypers(self)
 
     def descriptor(self, z, z1, z2):
         return ThreeBodyHypers(cutoff=float(self.cutoff),
                                cutoff_transition_width=float(self.cutoff_transition_width),
                                z=int(z), z1=int(z1), z2=int(z2))
-
-
-def _f(r, rc, w):
-    """GAP's cutoff f(r) and its first two derivatives."""
-    t = np.clip((r - rc + w) / w, 0.0, 1.0)
-    inside = (t > 0) & (t < 1)
-    f = 0.5 * (np.cos(np.pi * t) + 1.0)
-    df = np.where(inside, -0.5 * np.pi / w * np.sin(np.pi * t), 0.0)
-    d2f = np.where(inside, -0.5 * (np.pi / w) ** 2 * np.cos(np.pi * t), 0.0)
-    return f, df, d2f
 
 
 def _weight(X, rc, w):
@@ -76,8 +65,8 @@ def _weight(X, rc, w):
     """
     s, q = X[:, 0], np.maximum(X[:, 1], 0.0)
     d = np.sqrt(q)
-    fa, dfa, d2fa = _f(0.5 * (s + d), rc, w)
-    fb, dfb, _ = _f(0.5 * (s - d), rc, w)
+    fa, dfa, d2fa = gap_cutoff(0.5 * (s + d), rc, w)
+    fb, dfb, _ = gap_cutoff(0.5 * (s - d), rc, w)
     wt = fa * fb
     dw = np.zeros_like(X)
     dw[:, 0] = 0.5 * (dfa * fb + fa * dfb)
@@ -178,7 +167,7 @@ class ThreeBodyTerm:
 
 def make_terms(hypers, frames, species):
     """One :class:`ThreeBodyTerm` per species triple with triplets in ``frames``."""
-    from mlptools.workflows.explore import farthest_point_order
+    from mlptools.models.sparsify import farthest_point_order
 
     terms = []
     for z in species:

@@ -66,11 +66,15 @@ def validate_term_hypers(hypers):
                              f"{hypers.n_sparse!r}")
 
 
-def _cutoff(r, rc, w):
+def gap_cutoff(r, rc, w):
+    """GAP's covariance cutoff f(r) (1 below rc − w, ½(cos(π(r − rc + w)/w) + 1) above, 0 past
+    rc) and its first and second derivatives (1/Å, 1/Å²)."""
     t = np.clip((r - rc + w) / w, 0.0, 1.0)
+    inside = (t > 0) & (t < 1)
     f = 0.5 * (np.cos(np.pi * t) + 1.0)
-    df = np.where((t > 0) & (t < 1), -0.5 * np.pi / w * np.sin(np.pi * t), 0.0)
-    return f, df
+    df = np.where(inside, -0.5 * np.pi / w * np.sin(np.pi * t), 0.0)
+    d2f = np.where(inside, -0.5 * (np.pi / w) ** 2 * np.cos(np.pi * t), 0.0)
+    return f, df, d2f
 
 
 class TwoBodyTerm:
@@ -103,7 +107,7 @@ class TwoBodyTerm:
             return
         h = self.hypers
         r = ds.features[:, 0]
-        f, df = _cutoff(r, h.cutoff, h.cutoff_transition_width)
+        f, df, _ = gap_cutoff(r, h.cutoff, h.cutoff_transition_width)
         diff = r[:, None] - self.r_m[None, :]
         k = h.delta ** 2 * np.exp(-0.5 * diff ** 2 / h.theta ** 2)
         self._e = f[:, None] * k

@@ -24,6 +24,7 @@ import numpy as np
 
 from mlptools.errors import ComputationError, ParameterError
 from mlptools.keys import ENERGIES_UNCERTAINTY, ENERGY_UNCERTAINTY, FORCES_UNCERTAINTY
+from mlptools.models.sparsify import farthest_point_order
 from mlptools.workflows import structures as st
 
 __all__ = ["ExploreSettings", "ExploreResult", "explore", "uncertainty_score"]
@@ -151,35 +152,6 @@ def _mean_descriptors(frames):
     sums = np.zeros((len(frames), ds.n_features))
     np.add.at(sums, ds.structure_index, ds.features)
     return sums / np.bincount(ds.structure_index, minlength=len(frames))[:, None]
-
-
-def farthest_point_order(candidates, known, count):
-    """Greedy farthest-point sampling: indices of ``count`` rows of ``candidates``.
-
-    Each pick is the candidate whose Euclidean distance to the nearest row of ``known`` and of
-    the rows already picked is largest.
-
-    Parameters
-    ----------
-    candidates : (n, f) float64
-    known : (k, f) float64, may be empty (the first pick is then row 0's farthest partner)
-    count : int
-    """
-    candidates = np.asarray(candidates, dtype=np.float64)
-    count = min(int(count), len(candidates))
-    if count == 0:
-        return np.zeros(0, dtype=np.int64)
-    if len(known):
-        d = np.min(np.linalg.norm(candidates[:, None, :] - np.asarray(known)[None], axis=2), axis=1)
-    else:
-        d = np.linalg.norm(candidates - candidates[0], axis=1)
-    picked = []
-    for _ in range(count):
-        k = int(np.argmax(d))
-        picked.append(k)
-        d = np.minimum(d, np.linalg.norm(candidates - candidates[k], axis=1))
-        d[picked] = -np.inf
-    return np.asarray(picked, dtype=np.int64)
 
 
 def explore(frames, calc, rng, settings=None, *, id_key="structure_id"):
