@@ -51,3 +51,24 @@ def directional_derivative(energy, positions, direction, h=1e-5):
     """-[E(r + h u) - E(r - h u)] / 2h: compare with F·u for a unit vector u."""
     positions = np.asarray(positions, dtype=np.float64)
     return -(energy(positions + h * direction) - energy(positions - h * direction)) / (2 * h)
+
+
+def check_pair_baseline_derivatives(baseline, atoms, rng, *, h=1e-6, rtol=1e-6, atol=1e-7):
+    """Assert a baseline's forces and dE/dε (``virial_de``) are its energy's derivatives."""
+    import pytest
+
+    res = baseline.compute(atoms)
+
+    def energy(pos, cell=None):
+        b = atoms.copy()
+        if cell is not None:
+            b.set_cell(cell)
+        b.positions = pos
+        return baseline.compute(b, forces=False, stress=False)["energies"].sum()
+
+    u = rng.normal(size=atoms.positions.shape)
+    fd = directional_derivative(energy, atoms.positions, u, h=h)
+    assert np.sum(res["forces"] * u) == pytest.approx(fd, rel=rtol)
+    dE = numerical_strain_gradient(energy, atoms.positions, atoms.cell.array, h=h)
+    np.testing.assert_allclose(res["virial_de"], dE, rtol=rtol, atol=atol)
+    return res

@@ -129,11 +129,16 @@ def _bad(tmp_path, files, kind):
                 "Error: unknown gap hyper 'detla'; did you mean 'delta'?")
     if kind == "missing":
         return [str(tmp_path / "nope.xyz")], f"Error: {tmp_path / 'nope.xyz'}: no such file"
+    if kind == "table":
+        path = tmp_path / "pair.table"
+        path.write_text("Si-Si\nN 3\n\n1 1.0 1 1\n")
+        return ([str(d / "train.xyz"), "--baseline", f"table {path}"],
+                f"Error: {path}:2: section 'Si-Si' needs N >= 4 rows")
     raise AssertionError(kind)
 
 
 @pytest.mark.parametrize("kind", ["no-forces", "valid-species", "memory", "singular", "hyper",
-                                  "missing"])
+                                  "missing", "table"])
 def test_bad_inputs_exit_1_with_one_line(cli, files, tmp_path, kind):
     args, message = _bad(tmp_path, files, kind)
     out = tmp_path / "model.h5"

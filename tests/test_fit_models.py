@@ -5,7 +5,11 @@ import numpy as np
 import pytest
 from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
-from gradcheck import directional_derivative, numerical_strain_gradient
+from gradcheck import (
+    check_pair_baseline_derivatives,
+    directional_derivative,
+    numerical_strain_gradient,
+)
 
 import mlptools
 from mlptools import keys
@@ -244,20 +248,7 @@ def test_zbl_energy_forces_stress(rng):
 
     # a contact inside the switching region: finite differences of forces and stress
     atoms.positions[1] = atoms.positions[0] + [1.3, 0.3, 0.2]
-    res = zbl.compute(atoms)
-
-    def energy(pos, cell=None):
-        b = atoms.copy()
-        if cell is not None:
-            b.set_cell(cell)
-        b.positions = pos
-        return zbl.compute(b, forces=False, stress=False)["energies"].sum()
-
-    u = rng.normal(size=atoms.positions.shape)
-    fd = directional_derivative(energy, atoms.positions, u, h=1e-6)
-    assert np.sum(res["forces"] * u) == pytest.approx(fd, rel=1e-6)
-    dE = numerical_strain_gradient(energy, atoms.positions, atoms.cell.array, h=1e-6)
-    np.testing.assert_allclose(res["virial_de"], dE, rtol=1e-6, atol=1e-7)
+    check_pair_baseline_derivatives(zbl, atoms, rng)
     assert baselines.from_string("none") is None
     with pytest.raises(ParameterError, match="inner < outer"):
         baselines.from_string("zbl inner=0.8 outer=0.7")

@@ -55,10 +55,13 @@ from mlptools.cli import _common as c
 @click.option("--e0", "e0", metavar="EL=eV,...", default=None,
               help="Per-species reference energies in eV, e.g. Si=-0.16 [default: from "
                    "isolated-atom frames, else fitted to the energies].")
-@click.option("--baseline", metavar="zbl|none", default=None,
+@click.option("--baseline", metavar="zbl|table FILE|none", default=None,
               help="Repulsive pair baseline: zbl (switched off between 0.5 and 0.75 × the sum of "
                    "covalent radii, and at least 0.2 Å below the shortest training distance; "
-                   "\"zbl inner=0.5 outer=0.75 margin=0.2\") or none [default: zbl].")
+                   "\"zbl inner=0.5 outer=0.75 margin=0.2\"), \"table FILE\" (a LAMMPS "
+                   "pair_style table file, Å and eV, one section per pair named like Si-Si; "
+                   "\"table FILE keyword=KEY\" uses one section for every pair; stored in the "
+                   "model) or none [default: zbl].")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
               help="--model nn: save the training state here every 25 iterations and on "
                    "SIGTERM (exit 143); rerunning the same command resumes from it.")

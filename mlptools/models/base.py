@@ -14,8 +14,10 @@ Model file (format "mlptools-model", version 1), one HDF5 file written atomicall
                      provenance (JSON), model_kind ("gap", "linear", "quadratic", ...)
     /species         (S,) int64, atomic numbers, sorted
     /e0              (S,) float64, eV per atom of each species;  attrs: method
-    /baseline        group; attrs: kind ("none" or "zbl"), hypers (JSON, with the per-pair
-                     switching radii "pairs": [[Z1, Z2, r_in, r_out], ...] in Å)
+    /baseline        group; attrs: kind ("none", "zbl" or "table"), hypers (JSON; zbl: the
+                     per-pair switching radii "pairs": [[Z1, Z2, r_in, r_out], ...] in Å;
+                     table: "pairs" [[Z1, Z2] or "*", ...] and "source"); table datasets
+                     r_k (Å) and energy_k (eV), the k-th pair's grid and energies
     /training_errors group; attrs: train, valid (JSON of ErrorReport.to_dict(), or "null"),
                      fit_seconds
     /model           group filled by the kind's ``to_h5`` (see its class docstring)
@@ -259,6 +261,8 @@ def save_model(path, model, provenance=None):
         g.attrs["kind"] = "none" if model.baseline is None else model.baseline.kind
         g.attrs["hypers"] = json.dumps(None if model.baseline is None else
                                        model.baseline.to_dict())
+        for name, values in ({} if model.baseline is None else model.baseline.arrays()).items():
+            g.create_dataset(name, data=values)
         t = f.create_group("training_errors")
         for key, value in {"train": None, "valid": None, **model.training_errors}.items():
             t.attrs[key] = json.dumps(value)
@@ -291,7 +295,8 @@ def load_model(path):
             bl = json.loads(h5._attr(f["baseline"].attrs["hypers"]))
             common = dict(
                 species=species, e0=e0, e0_method=h5._attr(f["e0"].attrs.get("method", "")),
-                baseline=None if bl is None else baselines.from_dict(bl),
+                baseline=None if bl is None else baselines.from_dict(
+                    bl, {name: ds[()] for name, ds in f["baseline"].items()}),
                 hypers=header["hypers"] or {},
                 training_errors={k: json.loads(h5._attr(v))
                                  for k, v in f["training_errors"].attrs.items()},
