@@ -28,6 +28,12 @@ Maths (see mlptools/descriptors/soap.py for the conventions):
 * normalisation X̂ = X/|X|:  dX̂ = (dX − X̂ (X̂·dX))/|X|, applied to every gradient/strain row of
   the centre after its sums are complete.
 
+* adjoint (``soap_energy_gradient``): for an energy E = Σ_i V_i · X_i with V = ∂E/∂X given, the
+  chain rule runs backwards instead: ∂E/∂c^a_{nlm} = Σ_f V_f κ_f (c^b_{n'lm} for the a-side,
+  c^a_{nlm} for the b-side), κ = √2 off the diagonal, then per pair
+  ∂E/∂D_c = Σ_{nl} R'_{nl} u_c Σ_m Y_lm ∂E/∂c_{nlm} + R_{nl} Σ_m ∂Y_lm/∂D_c ∂E/∂c_{nlm}:
+  ~4 n_max (l_max+1)² FLOP per pair, no (pairs × 3 × features) array — how models predict.
+
 Each centre writes only its own feature row, its own strain row and its own gradient rows
 (``grad_first_n`` gives the contiguous range of gradient rows of each centre, ``slot_p`` the row
 of the neighbour atom of each pair, ``slot_n`` the row of the centre itself), and every sum runs
@@ -184,6 +190,54 @@ cdef inline Py_ssize_t _nn_index(int n, int n2, int nmax, bint same) noexcept no
     return n * nmax + n2
 
 
+cdef void _density(Py_ssize_t i, const int64_t[::1] first_n, const int64_t[::1] j_p,
+                   const double[:, ::1] D_pc, const int64_t[::1] spec_n,
+                   const double[:, :, ::1] table_kxq, double h, double rc, double width,
+                   const double[::1] ynorm_lm, const double[:, ::1] center_sn, int nmax, int lmax,
+                   int n_species, bint need_grad, double *cT, double *Rp, double *dRp, double *Yp,
+                   double *dYp, double *up, double *Q, double *dQ, double *Cm,
+                   double *Sm) noexcept nogil:
+    """Centre i's density coefficients cT[s][lm][n] and, per pair p, R (Rp), R' (dRp), Y (Yp),
+    ∂Y/∂D (dYp) and the unit vector (up), as laid out in ``_centre``'s workspace."""
+    cdef int L1 = lmax + 1, LM = L1 * L1, nq = nmax * L1, S = n_species
+    cdef Py_ssize_t p, p0 = first_n[i], np_ = first_n[i + 1] - first_n[i], k
+    cdef int s, ell, m, n, c, lm0
+    cdef double dist, fc, dfc, coef
+    cdef double rloc[64]
+    cdef double *crow
+    cdef double *ucur
+    cdef double *Rcur
+    for k in range(S * LM * nmax):
+        cT[k] = 0.0
+    for p in range(np_):
+        s = <int>spec_n[j_p[p0 + p]]
+        ucur = up + 3 * p
+        dist = sqrt(D_pc[p0 + p, 0] * D_pc[p0 + p, 0] + D_pc[p0 + p, 1] * D_pc[p0 + p, 1]
+                    + D_pc[p0 + p, 2] * D_pc[p0 + p, 2])
+        for c in range(3):
+            ucur[c] = D_pc[p0 + p, c] / dist
+        _cutoff(dist, rc, width, &fc, &dfc)
+        Rcur = Rp + p * nq
+        _radial(dist, &table_kxq[0, 0, 0], table_kxq.shape[0], h, nq, fc, dfc, Rcur,
+                dRp + p * nq, need_grad)
+        _harmonics(ucur, dist, lmax, &ynorm_lm[0], Q, dQ, Cm, Sm, Yp + p * LM, dYp + p * 3 * LM,
+                   need_grad)
+        for ell in range(L1):
+            lm0 = ell * ell
+            # a stack copy: the compiler then knows the stores to cT cannot alias it
+            for n in range(nmax):
+                rloc[n] = Rcur[ell * nmax + n]
+            for m in range(2 * ell + 1):
+                crow = cT + (s * LM + lm0 + m) * nmax
+                coef = Yp[p * LM + lm0 + m]
+                for n in range(nmax):
+                    crow[n] += rloc[n] * coef
+    # the centre's own Gaussian (l = 0 only, constant)
+    s = <int>spec_n[i]
+    for n in range(nmax):
+        cT[s * LM * nmax + n] += center_sn[s, n]
+
+
 cdef void _centre(Py_ssize_t i, double *work,
                   const int64_t[::1] first_n, const int64_t[::1] j_p, const double[:, ::1] D_pc,
                   const int64_t[::1] spec_n, const int64_t[::1] slot_p, const int64_t[::1] slot_n,
@@ -194,12 +248,11 @@ cdef void _centre(Py_ssize_t i, double *work,
                   double[:, ::1] X_nf, double[:, :, ::1] dX_gcf, double[:, :, :, ::1] dXs_nccf,
                   bint do_grad, bint do_strain, Py_ssize_t max_pairs) noexcept nogil:
     cdef int L1 = lmax + 1, LM = L1 * L1, nq = nmax * L1, S = n_species
-    cdef Py_ssize_t F = X_nf.shape[1], n_nodes = table_kxq.shape[0]
+    cdef Py_ssize_t F = X_nf.shape[1]
     cdef Py_ssize_t p, p0 = first_n[i], p1 = first_n[i + 1], np_ = p1 - p0, k
     cdef Py_ssize_t f, off, g0 = 0, g1 = 0, sj, si
     cdef int s, b, a, ell, m, n, n2, c, cc, lm0
-    cdef double dist, fc, dfc, val, coef, norm, dot, inv, y0, y1, y2, y3
-    cdef double rloc[64]
+    cdef double val, coef, norm, dot, inv, y0, y1, y2, y3
     cdef double acc0[64]
     cdef double acc1[64]
     cdef double acc2[64]
@@ -235,37 +288,9 @@ cdef void _centre(Py_ssize_t i, double *work,
     cdef double *dRcur
     cdef double *ucur
 
-    for k in range(S * LM * nmax):
-        cT[k] = 0.0
     # ---- pass 1: radial functions, harmonics, density coefficients
-    for p in range(np_):
-        s = <int>spec_n[j_p[p0 + p]]
-        ucur = up + 3 * p
-        dist = sqrt(D_pc[p0 + p, 0] * D_pc[p0 + p, 0] + D_pc[p0 + p, 1] * D_pc[p0 + p, 1]
-                    + D_pc[p0 + p, 2] * D_pc[p0 + p, 2])
-        for c in range(3):
-            ucur[c] = D_pc[p0 + p, c] / dist
-        _cutoff(dist, rc, width, &fc, &dfc)
-        Rcur = Rp + p * nq
-        dRcur = dRp + p * nq
-        Ycur = Yp + p * LM
-        dYcur = dYp + p * 3 * LM
-        _radial(dist, &table_kxq[0, 0, 0], n_nodes, h, nq, fc, dfc, Rcur, dRcur, need_grad)
-        _harmonics(ucur, dist, lmax, &ynorm_lm[0], Q, dQ, Cm, Sm, Ycur, dYcur, need_grad)
-        for ell in range(L1):
-            lm0 = ell * ell
-            # a stack copy: the compiler then knows the stores to cT cannot alias it
-            for n in range(nmax):
-                rloc[n] = Rcur[ell * nmax + n]
-            for m in range(2 * ell + 1):
-                crow = cT + (s * LM + lm0 + m) * nmax
-                coef = Ycur[lm0 + m]
-                for n in range(nmax):
-                    crow[n] += rloc[n] * coef
-    # the centre's own Gaussian (l = 0 only, constant)
-    s = <int>spec_n[i]
-    for n in range(nmax):
-        cT[s * LM * nmax + n] += center_sn[s, n]
+    _density(i, first_n, j_p, D_pc, spec_n, table_kxq, h, rc, width, ynorm_lm, center_sn, nmax,
+             lmax, n_species, need_grad, cT, Rp, dRp, Yp, dYp, up, Q, dQ, Cm, Sm)
 
     # ---- power spectrum
     for a in range(S):
@@ -476,3 +501,123 @@ def soap_features(const int64_t[::1] first_n,       # IN (n_atoms + 1,) CSR offs
         free(work)
     if any(failed_n):
         raise MemoryError("soap_features: cannot allocate the per-thread workspace")
+
+
+# ------------------------------------------------------------------ energy gradient (adjoint)
+
+
+cdef void _centre_energy_gradient(Py_ssize_t i, double *work, const int64_t[::1] first_n,
+                                  const int64_t[::1] j_p, const double[:, ::1] D_pc,
+                                  const int64_t[::1] spec_n, const double[:, :, ::1] table_kxq,
+                                  double h, double rc, double width, const double[::1] ynorm_lm,
+                                  const double[:, ::1] center_sn, const int64_t[:, ::1] block_ss,
+                                  int nmax, int lmax, int n_species, const double[:, ::1] V_nf,
+                                  double[:, ::1] H_pc, Py_ssize_t max_pairs) noexcept nogil:
+    cdef int L1 = lmax + 1, LM = L1 * L1, nq = nmax * L1, S = n_species
+    cdef Py_ssize_t p, p0 = first_n[i], np_ = first_n[i + 1] - first_n[i], k, off
+    cdef int s, a, b, ell, m, n, n2, lm0, q
+    cdef double vk, gm, ay, bx, by, bz, h0, h1, h2
+    cdef double *cT = work                                  # [S][LM][nmax]
+    cdef double *gT = cT + S * LM * nmax                    # [S][LM][nmax] ∂E/∂c
+    cdef double *Rp = gT + S * LM * nmax                    # [max_pairs][nq]
+    cdef double *dRp = Rp + max_pairs * nq
+    cdef double *Yp = dRp + max_pairs * nq                  # [max_pairs][LM]
+    cdef double *dYp = Yp + max_pairs * LM                  # [max_pairs][3][LM]
+    cdef double *up = dYp + max_pairs * 3 * LM              # [max_pairs][3]
+    cdef double *Q = up + max_pairs * 3
+    cdef double *dQ = Q + L1 * L1
+    cdef double *Cm = dQ + L1 * L1
+    cdef double *Sm = Cm + L1
+    cdef double *ca
+    cdef double *cb
+    cdef double *ga
+    cdef double *gb
+    cdef double *Y
+    cdef double *dY
+    _density(i, first_n, j_p, D_pc, spec_n, table_kxq, h, rc, width, ynorm_lm, center_sn, nmax,
+             lmax, n_species, True, cT, Rp, dRp, Yp, dYp, up, Q, dQ, Cm, Sm)
+    # ∂E/∂c^a_{nlm} from E = Σ_f V_f κ_f Σ_m c^a_{nlm} c^b_{n'lm} (κ = √2 off the diagonal)
+    for k in range(S * LM * nmax):
+        gT[k] = 0.0
+    for a in range(S):
+        for b in range(a, S):
+            off = block_ss[a, b]
+            for ell in range(L1):
+                lm0 = ell * ell
+                for n in range(nmax):
+                    for n2 in range(n if a == b else 0, nmax):
+                        vk = V_nf[i, off + _nn_index(n, n2, nmax, a == b) * L1 + ell]
+                        if a != b or n != n2:
+                            vk = vk * SQRT2
+                        for m in range(2 * ell + 1):
+                            ca = cT + (a * LM + lm0 + m) * nmax
+                            cb = cT + (b * LM + lm0 + m) * nmax
+                            ga = gT + (a * LM + lm0 + m) * nmax
+                            gb = gT + (b * LM + lm0 + m) * nmax
+                            ga[n] += vk * cb[n2]
+                            gb[n2] += vk * ca[n]
+    # per pair: ∂E/∂D_c = Σ_{nlm} ∂E/∂c^s_{nlm} (R'_nl u_c Y_lm + R_nl ∂Y_lm/∂D_c)
+    for p in range(np_):
+        s = <int>spec_n[j_p[p0 + p]]
+        Y = Yp + p * LM
+        dY = dYp + p * 3 * LM
+        h0 = 0.0
+        h1 = 0.0
+        h2 = 0.0
+        for ell in range(L1):
+            lm0 = ell * ell
+            for n in range(nmax):
+                ay = 0.0
+                bx = 0.0
+                by = 0.0
+                bz = 0.0
+                for m in range(2 * ell + 1):
+                    gm = gT[(s * LM + lm0 + m) * nmax + n]
+                    ay = ay + Y[lm0 + m] * gm
+                    bx = bx + dY[lm0 + m] * gm
+                    by = by + dY[LM + lm0 + m] * gm
+                    bz = bz + dY[2 * LM + lm0 + m] * gm
+                q = ell * nmax + n
+                vk = dRp[p * nq + q] * ay
+                h0 = h0 + vk * up[3 * p] + Rp[p * nq + q] * bx
+                h1 = h1 + vk * up[3 * p + 1] + Rp[p * nq + q] * by
+                h2 = h2 + vk * up[3 * p + 2] + Rp[p * nq + q] * bz
+        H_pc[p0 + p, 0] = h0
+        H_pc[p0 + p, 1] = h1
+        H_pc[p0 + p, 2] = h2
+
+
+def soap_energy_gradient(const int64_t[::1] first_n,      # IN (n_atoms + 1,) CSR offsets of pairs
+                         const int64_t[::1] j_p,          # IN (n_pairs,) neighbour atom
+                         const double[:, ::1] D_pc,       # IN (n_pairs, 3) Å
+                         const int64_t[::1] spec_n,       # IN (n_atoms,) species index
+                         const double[:, :, ::1] table_kxq,
+                         double h, double cutoff, double width,
+                         const double[::1] ynorm_lm, const double[:, ::1] center_sn,
+                         const int64_t[:, ::1] block_ss, int nmax, int lmax, int n_species,
+                         const double[:, ::1] V_nf,       # IN (n_atoms, n_features) ∂E/∂X (raw)
+                         double[:, ::1] H_pc,             # OUT (n_pairs, 3) eV/Å, ∂E/∂D_p
+                         Py_ssize_t max_pairs, int n_threads):
+    """∂E/∂D of every pair for E = Σ_i V_i · X_i (unnormalised power spectra X): the forces of
+    any model through the chain rule, without the (pairs × 3 × features) gradient array."""
+    cdef Py_ssize_t n_atoms = first_n.shape[0] - 1, i
+    cdef Py_ssize_t L1 = lmax + 1, LM = L1 * L1, nq = nmax * L1
+    cdef Py_ssize_t wsize = (2 * n_species * LM * nmax + max_pairs * (2 * nq + 4 * LM + 3)
+                             + 2 * L1 * L1 + 2 * L1)
+    cdef double *work = NULL
+    cdef unsigned char[::1] failed_n
+    if n_atoms <= 0:
+        return
+    failed_n = bytearray(n_atoms)
+    with nogil, parallel(num_threads=n_threads):
+        work = <double *>malloc(wsize * sizeof(double))
+        for i in prange(n_atoms, schedule="dynamic"):
+            if work == NULL:
+                failed_n[i] = 1
+            else:
+                _centre_energy_gradient(i, work, first_n, j_p, D_pc, spec_n, table_kxq, h,
+                                        cutoff, width, ynorm_lm, center_sn, block_ss, nmax,
+                                        lmax, n_species, V_nf, H_pc, max_pairs)
+        free(work)
+    if any(failed_n):
+        raise MemoryError("soap_energy_gradient: cannot allocate the per-thread workspace")

@@ -16,6 +16,7 @@ from strategies import atoms_in_cell
 from mlptools.descriptors.hypers import SoapHypers
 from mlptools.descriptors.soap import (
     featomic_to_full,
+    soap_energy_derivatives,
     soap_feature_names,
     soap_power_spectrum,
     unfold_power_spectrum,
@@ -184,6 +185,46 @@ def test_strain_gradient_finite_differences(rng, pbc):
     numeric = numerical_strain_gradient(func, atoms.positions, atoms.cell.array)
     assert_allclose(ds.strain_grad, numeric.transpose(2, 0, 1, 3), rtol=1e-6, atol=1e-8)
     assert_allclose(ds.strain_grad, ds.strain_grad.transpose(0, 2, 1, 3), atol=1e-12)
+
+
+@pytest.mark.parametrize("pbc", [True, False], ids=["pbc", "none"])
+@pytest.mark.parametrize("normalize", [False, True])
+def test_adjoint_energy_derivatives(rng, pbc, normalize):
+    """The adjoint contraction against finite differences of a nonlinear energy of the spectra,
+    and against the full gradient arrays contracted with the same ∂ε/∂X."""
+    from mlptools.models.training import contract_gradients
+
+    hp = dataclasses.replace(SMALL, normalize=normalize)
+    atoms = _random_atoms(rng, n=7, pbc=pbc)
+    w = rng.normal(size=_features(atoms, hp).shape[1])
+
+    def local_energy(X):
+        y = X @ w
+        return np.sin(y), np.cos(y)[:, None] * w[None, :]
+
+    res = soap_energy_derivatives(atoms, hp, local_energy, n_threads=2)
+
+    def energy(positions, cell=None):
+        moved = atoms.copy()
+        if cell is not None:
+            moved.set_cell(cell)
+        moved.positions = positions
+        return local_energy(_features(moved, hp))[0].sum()
+
+    num = numerical_position_gradient(energy, atoms.positions)
+    assert np.abs(num).max() > 1e-3
+    assert_allclose(res["dE_dr"], num, rtol=1e-6, atol=1e-9)
+    ds = soap_power_spectrum([atoms], hp, gradients=True, strain=True)
+    assert_allclose(res["features"], ds.features, rtol=1e-12, atol=1e-15)
+    dE_dr, dE_de = contract_gradients(ds, local_energy(ds.features)[1], len(atoms))
+    assert_allclose(res["dE_dr"], dE_dr, rtol=1e-10, atol=1e-12)
+    assert_allclose(res["dE_de"], dE_de, rtol=1e-10, atol=1e-12)
+    if pbc is True:
+        assert_allclose(res["dE_de"], numerical_strain_gradient(
+            energy, atoms.positions, atoms.cell.array), rtol=1e-6, atol=1e-9)
+    # the thread count does not change the result
+    again = soap_energy_derivatives(atoms, hp, local_energy, n_threads=1)
+    assert np.array_equal(again["dE_dr"], res["dE_dr"])
 
 
 def test_thread_count_bitwise_identical(rng):

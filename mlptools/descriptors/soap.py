@@ -251,6 +251,37 @@ def featomic_to_full(tensor_map, hypers, n_rows):
 # ----------------------------------------------------------------------------- driver
 
 
+class _KernelSetup:
+    """The kernel's fixed inputs for resolved hypers: tables, block offsets, species indices."""
+
+    def __init__(self, hypers):
+        self.hypers = hypers
+        self.S = S = len(hypers.species)
+        nmax, lmax = hypers.n_max, hypers.l_max
+        self.block_ss, self.n_features = _blocks(S, nmax, lmax)
+        self.rc, self.width = float(hypers.cutoff), float(hypers.cutoff_width)
+        self.table = self.h = self.center_sn = None
+        if S:
+            self.table, self.h, center_n = _tables((self.rc, float(hypers.sigma), nmax, lmax))
+            self.center_sn = np.ascontiguousarray(
+                np.broadcast_to(center_n * hypers.center_weight, (S, nmax)))
+        self.ynorm = _ynorm(lmax)
+        self.index_of = {z: k for k, z in enumerate(hypers.species)}
+
+    def pairs(self, atoms):
+        """(spec_n, i_p, j_p, D_pc, first_n) of the full neighbour list, grouped by centre."""
+        from mlptools.neighbors import neighbor_list
+
+        spec_n = np.array([self.index_of[int(z)] for z in atoms.numbers], dtype=np.int64)
+        i_p, j_p, D_pc = neighbor_list("ijD", atoms.positions, atoms.cell.array, atoms.pbc,
+                                       self.rc)
+        i_p = np.ascontiguousarray(i_p, dtype=np.int64)
+        j_p = np.ascontiguousarray(j_p, dtype=np.int64)
+        D_pc = np.ascontiguousarray(D_pc, dtype=np.float64)
+        first_n = np.searchsorted(i_p, np.arange(len(atoms) + 1)).astype(np.int64)
+        return spec_n, i_p, j_p, D_pc, first_n
+
+
 def soap_power_spectrum(frames, hypers, *, gradients=False, strain=False, n_threads=0):
     """SOAP power spectrum of every atom, optionally with dX/dr and dX/dε.
 
@@ -280,21 +311,16 @@ def soap_power_spectrum(frames, hypers, *, gradients=False, strain=False, n_thre
         Invalid hypers, or an atom whose species is not in a fixed ``species`` list.
     """
     from mlptools._ext import soap as _soap
-    from mlptools.neighbors import neighbor_list
 
     hypers = as_hypers(hypers, SoapHypers)
     frames = as_frames(frames)
     hypers = resolve_species(hypers, frames)
-    S, nmax, lmax = len(hypers.species), hypers.n_max, hypers.l_max
+    setup = _KernelSetup(hypers)
+    S, nmax, lmax = setup.S, hypers.n_max, hypers.l_max
     names = soap_feature_names(hypers)
-    block_ss, n_features = _blocks(S, nmax, lmax)
-    rc, width = float(hypers.cutoff), float(hypers.cutoff_width)
-    if S:
-        table, h, center_n = _tables((rc, float(hypers.sigma), nmax, lmax))
-        center_sn = np.ascontiguousarray(
-            np.broadcast_to(center_n * hypers.center_weight, (S, nmax)))
-    ynorm = _ynorm(lmax)
-    index_of = {z: k for k, z in enumerate(hypers.species)}
+    block_ss, n_features = setup.block_ss, setup.n_features
+    rc, width = setup.rc, setup.width
+    table, h, center_sn, ynorm = setup.table, setup.h, setup.center_sn, setup.ynorm
 
     # pass 1: neighbour lists and gradient sample rows of every frame; pass 2 fills the
     # preallocated outputs frame by frame (no concatenation copies of the gradient arrays)
@@ -305,12 +331,7 @@ def soap_power_spectrum(frames, hypers, *, gradients=False, strain=False, n_thre
         if n == 0:
             continue
         numbers = atoms.numbers.astype(np.int64)
-        spec_n = np.array([index_of[int(z)] for z in numbers], dtype=np.int64)
-        i_p, j_p, D_pc = neighbor_list("ijD", atoms.positions, atoms.cell.array, atoms.pbc, rc)
-        i_p = np.ascontiguousarray(i_p, dtype=np.int64)
-        j_p = np.ascontiguousarray(j_p, dtype=np.int64)
-        D_pc = np.ascontiguousarray(D_pc, dtype=np.float64)
-        first_n = np.searchsorted(i_p, np.arange(n + 1)).astype(np.int64)
+        spec_n, i_p, j_p, D_pc, first_n = setup.pairs(atoms)
         n_pairs = j_p.shape[0]
         if gradients:
             # one row per (centre, distinct atom among the centre and its neighbours), sorted by
@@ -366,3 +387,65 @@ def soap_power_spectrum(frames, hypers, *, gradients=False, strain=False, n_thre
     if strain:
         out.strain_grad = strain_grad
     return out
+
+
+def soap_energy_derivatives(atoms, hypers, local_energy, *, stress=True, n_threads=0):
+    """Energies and their exact position and strain derivatives for a model on SOAP, by the
+    adjoint (reverse) contraction: no (pairs × 3 × features) gradient array is formed.
+
+    The model's energy is E = Σ_i ε(X_i) over the power spectra X_i of one structure;
+    ``local_energy`` gives ε and ∂ε/∂X. The chain rule runs back through the normalisation
+    (∂ε/∂X_raw = (v − X̂ (X̂·v))/|X|) and the density coefficients c_{nlm} inside the kernel
+    (``soap_energy_gradient``), one centre at a time.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms (Å)
+    hypers : SoapHypers, dict or spec string (as for :func:`soap_power_spectrum`)
+    local_energy : callable, features (n_atoms, n_features) -> (energies (n_atoms,) eV,
+        ∂ε/∂X (n_atoms, n_features) eV), features as :func:`soap_power_spectrum` returns them
+    stress : bool, also dE/dε
+    n_threads : int, OpenMP threads (0: the default)
+
+    Returns
+    -------
+    dict with ``features`` (n_atoms, n_features), ``energies`` (n_atoms,) eV, ``dE_dr``
+    (n_atoms, 3) eV/Å and ``dE_de`` (3, 3) eV (None unless ``stress``).
+    """
+    from mlptools._ext import soap as _soap
+
+    hypers = resolve_species(as_hypers(hypers, SoapHypers), as_frames(atoms))
+    setup = _KernelSetup(hypers)
+    n = len(atoms)
+    X = np.zeros((n, setup.n_features))
+    if n == 0:
+        return {"features": X, "energies": np.zeros(0), "dE_dr": np.zeros((0, 3)),
+                "dE_de": np.zeros((3, 3)) if stress else None}
+    spec_n, i_p, j_p, D_pc, first_n = setup.pairs(atoms)
+    max_pairs = max(1, int(np.diff(first_n).max()))
+    args = (setup.table, setup.h, setup.rc, setup.width, setup.ynorm, setup.center_sn,
+            setup.block_ss, hypers.n_max, hypers.l_max, setup.S)
+    # the raw spectra first (the normalisation's chain rule needs |X|)
+    _soap.soap_features(first_n, j_p, D_pc, spec_n, np.zeros(len(j_p), np.int64),
+                        np.zeros(n, np.int64), np.zeros(n + 1, np.int64), *args, False, X,
+                        np.empty((0, 3, setup.n_features)), np.empty((0, 3, 3, setup.n_features)),
+                        False, False, max_pairs, 0, int(n_threads))
+    if hypers.normalize:
+        norm = np.linalg.norm(X, axis=1)
+        inv = np.divide(1.0, norm, out=np.zeros_like(norm), where=norm > 0)
+        Xhat = X * inv[:, None]
+    else:
+        Xhat = X
+    energies, v = local_energy(Xhat)
+    v = np.asarray(v, dtype=np.float64)
+    if hypers.normalize:
+        v = (v - Xhat * np.einsum("nf,nf->n", Xhat, v)[:, None]) * inv[:, None]
+    H = np.zeros((len(j_p), 3))
+    _soap.soap_energy_gradient(first_n, j_p, D_pc, spec_n, *args, np.ascontiguousarray(v), H,
+                               max_pairs, int(n_threads))
+    dE_dr = np.zeros((n, 3))
+    for c in range(3):
+        dE_dr[:, c] = (np.bincount(j_p, weights=H[:, c], minlength=n)
+                       - np.bincount(i_p, weights=H[:, c], minlength=n))
+    return {"features": Xhat, "energies": np.asarray(energies), "dE_dr": dE_dr,
+            "dE_de": D_pc.T @ H if stress else None}

@@ -266,27 +266,36 @@ class GapModel(Model):
 
         return soap_power_spectrum([atoms], self.soap_hypers, gradients=forces, strain=stress)
 
-    def predict_ml(self, atoms, *, forces=True, stress=True, uncertainty=False):
-        ds = self.descriptors(atoms, forces=forces or uncertainty, stress=stress)
-        X = ds.features
-        dot = X @ self.sparse_features.T
+    def local_energy(self, X_nf, center_species):
+        """Local energies (n,) eV and ∂ε/∂X (n, F) of features X (n, F): ε = δ² Σ_s α_s k_s."""
+        dot = X_nf @ self.sparse_features.T
         kp = _int_power(dot, self.zeta - 1)
         if len(self.species) > 1:
-            kp *= ds.center_species[:, None] == self.sparse_species[None, :]
-        d2 = self.delta ** 2
+            kp *= np.asarray(center_species)[:, None] == self.sparse_species[None, :]
         ka = kp * self.alpha[None, :]
-        out = {"energies": d2 * (ka * dot).sum(axis=1)}
-        if forces or stress:
-            v = (d2 * self.zeta) * (ka @ self.sparse_features)
+        d2 = self.delta ** 2
+        return d2 * (ka * dot).sum(axis=1), (d2 * self.zeta) * (ka @ self.sparse_features)
+
+    def predict_ml(self, atoms, *, forces=True, stress=True, uncertainty=False):
+        if uncertainty:
+            # the force uncertainty needs each centre's neighbourhood: the full gradient path
+            ds = self.descriptors(atoms, forces=True, stress=stress)
+            out = {}
+            out["energies"], v = self.local_energy(ds.features, ds.center_species)
             out.update(training.derivatives(ds, v, len(atoms), forces=forces, stress=stress))
+            dot = ds.features @ self.sparse_features.T
+            kp = _int_power(dot, self.zeta - 1)
+            if len(self.species) > 1:
+                kp *= ds.center_species[:, None] == self.sparse_species[None, :]
+            out.update(self._uncertainty(ds, self.delta ** 2 * kp * dot, len(atoms)))
+        else:
+            out = predict_soap_model(self, atoms, forces=forces, stress=stress)
         for term in self.twobody_terms:
             part = term.predict(atoms, forces=forces, stress=stress)
             out["energies"] = out["energies"] + part["energies"]
             for key in ("forces", "virial_de"):
                 if key in part:
                     out[key] = out[key] + part[key]
-        if uncertainty:
-            out.update(self._uncertainty(ds, d2 * kp * dot, len(atoms)))
         return out
 
     def local_variance(self, X_nf, kx_nm):
@@ -365,6 +374,26 @@ def _variance_basis(L, R):
     lam, U = np.linalg.eigh(V)
     keep = lam > 1e-12 * max(lam.max(), 1e-300)
     return np.ascontiguousarray(U[:, keep] * np.sqrt(lam[keep]))
+
+
+def predict_soap_model(model, atoms, *, forces=True, stress=True):
+    """``energies`` (n,) eV and, as asked, ``forces`` (n, 3) eV/Å and ``virial_de`` (3, 3) eV of
+    a model with ``soap_hypers`` and ``local_energy(X, center_species)``; derivatives by the
+    adjoint contraction (:func:`~mlptools.descriptors.soap.soap_energy_derivatives`)."""
+    from mlptools.descriptors.soap import soap_energy_derivatives, soap_power_spectrum
+
+    numbers = atoms.numbers
+    if not (forces or stress):
+        X = soap_power_spectrum([atoms], model.soap_hypers).features
+        return {"energies": model.local_energy(X, numbers)[0]}
+    res = soap_energy_derivatives(atoms, model.soap_hypers,
+                                  lambda X: model.local_energy(X, numbers), stress=stress)
+    out = {"energies": res["energies"]}
+    if forces:
+        out["forces"] = -res["dE_dr"]
+    if stress:
+        out["virial_de"] = res["dE_de"]
+    return out
 
 
 def soap_from_spec(spec, default):

@@ -36,7 +36,7 @@ from mlptools.descriptors.hypers import SoapHypers
 from mlptools.errors import ParameterError
 from mlptools.models import training
 from mlptools.models.base import Model, register
-from mlptools.models.gap import FitCommon, _as_hypers, prepare_fit
+from mlptools.models.gap import FitCommon, _as_hypers, predict_soap_model, prepare_fit
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,13 @@ class LinearHypers(FitCommon):
 
 def _triu(d):
     return np.triu_indices(d)
+
+
+class _Rows:
+    """Features and centre species of some rows (what ``_Features`` reads of a DescriptorSet)."""
+
+    def __init__(self, features, center_species):
+        self.features, self.center_species = features, center_species
 
 
 class _Features:
@@ -158,23 +165,21 @@ class LinearModel(Model):
         b = self.baseline.max_cutoff(self.species) if self.baseline is not None else 0.0
         return max(float(self.soap_hypers.cutoff), b)
 
-    def predict_ml(self, atoms, *, forces=True, stress=True, uncertainty=False):
-        from mlptools.descriptors.soap import soap_power_spectrum
-
-        ds = soap_power_spectrum([atoms], self.soap_hypers, gradients=forces, strain=stress)
+    def local_energy(self, X_nf, center_species):
+        """Local energies (n,) eV and ∂ε/∂X (n, F) of features X (n, F)."""
         fe = self.features
-        vals = fe.local(ds)
+        vals = fe.local(_Rows(X_nf, center_species))
         w = self.weights[fe._spec]                          # (n, block)
-        out = {"energies": np.einsum("nb,nb->n", vals, w)}
-        if forces or stress:
-            v = w[:, 1:1 + fe.n_lin].copy()
-            if fe.d:
-                W = np.zeros((len(atoms), fe.d, fe.d))
-                W[:, fe.iu[0], fe.iu[1]] = w[:, 1 + fe.n_lin:]
-                G = W + np.transpose(W, (0, 2, 1))
-                v += np.einsum("nab,nb->na", G, fe._u) @ fe.P.T
-            v /= fe.scale
-            out.update(training.derivatives(ds, v, len(atoms), forces=forces, stress=stress))
+        v = w[:, 1:1 + fe.n_lin].copy()
+        if fe.d:
+            W = np.zeros((X_nf.shape[0], fe.d, fe.d))
+            W[:, fe.iu[0], fe.iu[1]] = w[:, 1 + fe.n_lin:]
+            G = W + np.transpose(W, (0, 2, 1))
+            v += np.einsum("nab,nb->na", G, fe._u) @ fe.P.T
+        return np.einsum("nb,nb->n", vals, w), v / fe.scale
+
+    def predict_ml(self, atoms, *, forces=True, stress=True, uncertainty=False):
+        out = predict_soap_model(self, atoms, forces=forces, stress=stress)
         if uncertainty:
             from mlptools import keys
 
