@@ -63,6 +63,21 @@ cdef inline void _cutoff(double d, double rc, double w, double *fc, double *dfc)
         dfc[0] = -0.5 * M_PI / w * sin(t)
 
 
+cdef inline void _scale(double d, double r0, double rate, int m, double *fc,
+                        double *dfc) noexcept nogil:
+    """Multiply the cutoff f_c (and f_c') by Willatt's radial scaling u(d) = c/(c + (d/r0)^m)."""
+    cdef double x, xm, den, u, du
+    if r0 <= 0.0:
+        return
+    x = d / r0
+    xm = x ** m
+    den = rate + xm
+    u = rate / den
+    du = 0.0 if m == 0 else -rate * m * xm / (x * r0) / (den * den)
+    dfc[0] = dfc[0] * u + fc[0] * du
+    fc[0] = fc[0] * u
+
+
 cdef inline void _radial(double d, const double *table, Py_ssize_t n_nodes, double h, int nq,
                          double fc, double dfc, double *R, double *dR, bint grad) noexcept nogil:
     """R_q = f_c I_q(d) and its d-derivative from the cubic Hermite table.
@@ -193,8 +208,9 @@ cdef inline Py_ssize_t _nn_index(int n, int n2, int nmax, bint same) noexcept no
 cdef void _density(Py_ssize_t i, const int64_t[::1] first_n, const int64_t[::1] j_p,
                    const double[:, ::1] D_pc, const int64_t[::1] spec_n,
                    const double[:, :, ::1] table_kxq, double h, double rc, double width,
-                   const double[::1] ynorm_lm, const double[:, ::1] center_sn, int nmax, int lmax,
-                   int n_species, bint need_grad, double *cT, double *Rp, double *dRp, double *Yp,
+                   const double[::1] scaling, const double[::1] ynorm_lm,
+                   const double[:, ::1] center_sn, int nmax, int lmax, int n_species,
+                   bint need_grad, double *cT, double *Rp, double *dRp, double *Yp,
                    double *dYp, double *up, double *Q, double *dQ, double *Cm,
                    double *Sm) noexcept nogil:
     """Centre i's density coefficients cT[s][lm][n] and, per pair p, R (Rp), R' (dRp), Y (Yp),
@@ -217,6 +233,7 @@ cdef void _density(Py_ssize_t i, const int64_t[::1] first_n, const int64_t[::1] 
         for c in range(3):
             ucur[c] = D_pc[p0 + p, c] / dist
         _cutoff(dist, rc, width, &fc, &dfc)
+        _scale(dist, scaling[0], scaling[1], <int>scaling[2], &fc, &dfc)
         Rcur = Rp + p * nq
         _radial(dist, &table_kxq[0, 0, 0], table_kxq.shape[0], h, nq, fc, dfc, Rcur,
                 dRp + p * nq, need_grad)
@@ -242,7 +259,7 @@ cdef void _centre(Py_ssize_t i, double *work,
                   const int64_t[::1] first_n, const int64_t[::1] j_p, const double[:, ::1] D_pc,
                   const int64_t[::1] spec_n, const int64_t[::1] slot_p, const int64_t[::1] slot_n,
                   const int64_t[::1] grad_first_n, const double[:, :, ::1] table_kxq, double h,
-                  double rc, double width, const double[::1] ynorm_lm,
+                  double rc, double width, const double[::1] scaling, const double[::1] ynorm_lm,
                   const double[:, ::1] center_sn, const int64_t[:, ::1] block_ss,
                   int nmax, int lmax, int n_species, bint normalize,
                   double[:, ::1] X_nf, double[:, :, ::1] dX_gcf, double[:, :, :, ::1] dXs_nccf,
@@ -289,8 +306,8 @@ cdef void _centre(Py_ssize_t i, double *work,
     cdef double *ucur
 
     # ---- pass 1: radial functions, harmonics, density coefficients
-    _density(i, first_n, j_p, D_pc, spec_n, table_kxq, h, rc, width, ynorm_lm, center_sn, nmax,
-             lmax, n_species, need_grad, cT, Rp, dRp, Yp, dYp, up, Q, dQ, Cm, Sm)
+    _density(i, first_n, j_p, D_pc, spec_n, table_kxq, h, rc, width, scaling, ynorm_lm,
+             center_sn, nmax, lmax, n_species, need_grad, cT, Rp, dRp, Yp, dYp, up, Q, dQ, Cm, Sm)
 
     # ---- power spectrum
     for a in range(S):
@@ -470,6 +487,7 @@ def soap_features(const int64_t[::1] first_n,       # IN (n_atoms + 1,) CSR offs
                   const int64_t[::1] grad_first_n,  # IN (n_atoms + 1,) gradient rows per centre
                   const double[:, :, ::1] table_kxq,  # IN (n_nodes, 2, n_max·(l_max+1))
                   double h, double cutoff, double width,
+                  const double[::1] scaling,        # IN (3,) radial scaling r0 (Å; 0: off), c, m
                   const double[::1] ynorm_lm,       # IN ((l_max+1)²,) harmonic normalisation
                   const double[:, ::1] center_sn,   # IN (n_species, n_max) centre's c_{n00}
                   const int64_t[:, ::1] block_ss,   # IN (n_species, n_species) block offsets
@@ -495,7 +513,8 @@ def soap_features(const int64_t[::1] first_n,       # IN (n_atoms + 1,) CSR offs
                 failed_n[i] = 1
             else:
                 _centre(i, work, first_n, j_p, D_pc, spec_n, slot_p, slot_n, grad_first_n,
-                        table_kxq, h, cutoff, width, ynorm_lm, center_sn, block_ss, nmax, lmax,
+                        table_kxq, h, cutoff, width, scaling, ynorm_lm, center_sn, block_ss, nmax,
+                        lmax,
                         n_species, normalize, X_nf, dX_gcf, dXs_nccf, gradients, strain,
                         max_pairs)
         free(work)
@@ -509,7 +528,8 @@ def soap_features(const int64_t[::1] first_n,       # IN (n_atoms + 1,) CSR offs
 cdef void _centre_energy_gradient(Py_ssize_t i, double *work, const int64_t[::1] first_n,
                                   const int64_t[::1] j_p, const double[:, ::1] D_pc,
                                   const int64_t[::1] spec_n, const double[:, :, ::1] table_kxq,
-                                  double h, double rc, double width, const double[::1] ynorm_lm,
+                                  double h, double rc, double width,
+                                  const double[::1] scaling, const double[::1] ynorm_lm,
                                   const double[:, ::1] center_sn, const int64_t[:, ::1] block_ss,
                                   int nmax, int lmax, int n_species, const double[:, ::1] V_nf,
                                   double[:, ::1] H_pc, Py_ssize_t max_pairs) noexcept nogil:
@@ -534,8 +554,8 @@ cdef void _centre_energy_gradient(Py_ssize_t i, double *work, const int64_t[::1]
     cdef double *gb
     cdef double *Y
     cdef double *dY
-    _density(i, first_n, j_p, D_pc, spec_n, table_kxq, h, rc, width, ynorm_lm, center_sn, nmax,
-             lmax, n_species, True, cT, Rp, dRp, Yp, dYp, up, Q, dQ, Cm, Sm)
+    _density(i, first_n, j_p, D_pc, spec_n, table_kxq, h, rc, width, scaling, ynorm_lm,
+             center_sn, nmax, lmax, n_species, True, cT, Rp, dRp, Yp, dYp, up, Q, dQ, Cm, Sm)
     # ∂E/∂c^a_{nlm} from E = Σ_f V_f κ_f Σ_m c^a_{nlm} c^b_{n'lm} (κ = √2 off the diagonal)
     for k in range(S * LM * nmax):
         gT[k] = 0.0
@@ -592,7 +612,7 @@ def soap_energy_gradient(const int64_t[::1] first_n,      # IN (n_atoms + 1,) CS
                          const double[:, ::1] D_pc,       # IN (n_pairs, 3) Å
                          const int64_t[::1] spec_n,       # IN (n_atoms,) species index
                          const double[:, :, ::1] table_kxq,
-                         double h, double cutoff, double width,
+                         double h, double cutoff, double width, const double[::1] scaling,
                          const double[::1] ynorm_lm, const double[:, ::1] center_sn,
                          const int64_t[:, ::1] block_ss, int nmax, int lmax, int n_species,
                          const double[:, ::1] V_nf,       # IN (n_atoms, n_features) ∂E/∂X (raw)
@@ -616,7 +636,7 @@ def soap_energy_gradient(const int64_t[::1] first_n,      # IN (n_atoms + 1,) CS
                 failed_n[i] = 1
             else:
                 _centre_energy_gradient(i, work, first_n, j_p, D_pc, spec_n, table_kxq, h,
-                                        cutoff, width, ynorm_lm, center_sn, block_ss, nmax,
+                                        cutoff, width, scaling, ynorm_lm, center_sn, block_ss, nmax,
                                         lmax, n_species, V_nf, H_pc, max_pairs)
         free(work)
     if any(failed_n):

@@ -49,6 +49,9 @@ def _features(atoms, hypers):
     ("cutoff_width", 5.0, "'cutoff_width'"),
     ("cutoff_width", -0.1, "'cutoff_width'"),
     ("sigma", 0.0, "'sigma'"),
+    ("scaling_r0", -1.0, "'scaling_r0'"),
+    ("scaling_rate", 0.0, "'scaling_rate'"),
+    ("scaling_exponent", 1.5, "'scaling_exponent'"),
     ("radial_basis", "dvr", "'radial_basis'"),
     ("center_weight", float("nan"), "'center_weight'"),
 ])
@@ -101,13 +104,21 @@ def test_folded_dot_product_equals_full_power_spectrum(rng):
     assert_allclose(Pf, Pf.transpose(0, 2, 1, 4, 3, 5), rtol=0, atol=0)
 
 
-def test_against_featomic(rng):
+@pytest.mark.parametrize("scaling", [None, (2.5, 1.0, 4), (3.0, 0.5, 6)],
+                         ids=["plain", "willatt-2.5-1-4", "willatt-3-0.5-6"])
+def test_against_featomic(rng, scaling):
     """Same values as featomic 0.6 after the documented map (featomic_to_full), to 1e-7 of the
     largest entry (featomic's and our radial splines are each accurate to ~1e-8), and
-    normalised kernel similarities equal to 1e-8."""
+    normalised kernel similarities equal to 1e-8; with and without Willatt's radial scaling."""
     featomic = pytest.importorskip("featomic")
     hp = SoapHypers(cutoff=4.0, cutoff_width=0.5, n_max=4, l_max=3, sigma=0.5, normalize=False,
                     species=(6, 14), center_weight=0.8)
+    density = {"type": "Gaussian", "width": hp.sigma, "center_atom_weight": hp.center_weight}
+    if scaling is not None:
+        hp = dataclasses.replace(hp, scaling_r0=scaling[0], scaling_rate=scaling[1],
+                                 scaling_exponent=scaling[2])
+        density["scaling"] = {"type": "Willatt2018", "scale": scaling[0], "rate": scaling[1],
+                              "exponent": scaling[2]}
     atoms = bulk("Si", "diamond", a=5.43, cubic=True)
     atoms.positions += rng.normal(0, 0.1, atoms.positions.shape)
     atoms.numbers[:3] = 6
@@ -115,7 +126,7 @@ def test_against_featomic(rng):
     calc = featomic.SoapPowerSpectrum(
         cutoff={"radius": hp.cutoff, "smoothing": {"type": "ShiftedCosine",
                                                    "width": hp.cutoff_width}},
-        density={"type": "Gaussian", "width": hp.sigma, "center_atom_weight": hp.center_weight},
+        density=density,
         basis={"type": "TensorProduct", "max_angular": hp.l_max,
                "radial": {"type": "Gto", "max_radial": hp.n_max - 1}})
     theirs = featomic_to_full(calc.compute([atoms]), hp, len(atoms))
@@ -133,7 +144,8 @@ def test_against_featomic(rng):
 @pytest.mark.parametrize("pbc", [True, (True, False, True), False], ids=["pbc", "mixed", "none"])
 @pytest.mark.parametrize("normalize", [False, True])
 def test_position_gradients_finite_differences(rng, pbc, normalize):
-    hp = dataclasses.replace(SMALL, normalize=normalize)
+    # radial scaling on in the normalised cases: its derivative is then checked too
+    hp = dataclasses.replace(SMALL, normalize=normalize, scaling_r0=2.0 if normalize else 0.0)
     atoms = _random_atoms(rng, n=6, pbc=pbc)
     ds = soap_power_spectrum([atoms], hp, gradients=True)
     n = len(atoms)
@@ -194,7 +206,8 @@ def test_adjoint_energy_derivatives(rng, pbc, normalize):
     and against the full gradient arrays contracted with the same ∂ε/∂X."""
     from mlptools.models.training import contract_gradients
 
-    hp = dataclasses.replace(SMALL, normalize=normalize)
+    hp = dataclasses.replace(SMALL, normalize=normalize, scaling_r0=2.5 if pbc else 0.0,
+                             scaling_exponent=3)
     atoms = _random_atoms(rng, n=7, pbc=pbc)
     w = rng.normal(size=_features(atoms, hp).shape[1])
 

@@ -18,6 +18,7 @@ def soap_features(
     h: float,                         # table spacing, Å
     cutoff: float,                    # Å
     width: float,                     # cutoff transition width, Å
+    scaling: NDArray[np.float64],     # IN (3,) radial scaling r0 (Å; 0: off), rate c, exponent m
     ynorm_lm: NDArray[np.float64],    # IN ((l_max+1)²,) real-harmonic normalisation
     center_sn: NDArray[np.float64],   # IN (n_species, n_max) centre's own c_{n00}
     block_ss: NDArray[np.int64],      # IN (n_species, n_species) feature offset of block (a, b)
@@ -33,4 +34,25 @@ def soap_features(
     max_pairs: int,                   # largest number of pairs of one centre (>= 1)
     max_rows: int,                    # largest number of gradient rows of one centre
     n_threads: int,                   # 0: OpenMP default
+) -> None: ...
+def soap_energy_gradient(
+    first_n: NDArray[np.int64],       # IN (n_atoms + 1,) CSR offsets of each centre's pairs
+    j_p: NDArray[np.int64],           # IN (n_pairs,) neighbour atom
+    D_pc: NDArray[np.float64],        # IN (n_pairs, 3) Å
+    spec_n: NDArray[np.int64],        # IN (n_atoms,) species index
+    table_kxq: NDArray[np.float64],
+    h: float,
+    cutoff: float,
+    width: float,
+    scaling: NDArray[np.float64],     # IN (3,) r0, c, m
+    ynorm_lm: NDArray[np.float64],
+    center_sn: NDArray[np.float64],
+    block_ss: NDArray[np.int64],
+    nmax: int,
+    lmax: int,
+    n_species: int,
+    V_nf: NDArray[np.float64],        # IN (n_atoms, n_features) ∂E/∂X of the raw spectra
+    H_pc: NDArray[np.float64],        # OUT (n_pairs, 3) ∂E/∂D of each pair
+    max_pairs: int,
+    n_threads: int,
 ) -> None: ...

@@ -9,8 +9,10 @@ from mlptools.cli import _common as c
 @c.inputs()
 @c.output(hdf5=True)
 @click.option("--soap", "soap_spec", is_flag=False, flag_value="", default=None, metavar="HYPERS",
-              help="SOAP power spectrum, e.g. \"cutoff=5 n_max=8 l_max=6 sigma=0.5\" (Å); "
-                   "--soap alone uses the defaults.")
+              help="SOAP power spectrum, e.g. \"cutoff=5 n_max=8 l_max=6 sigma=0.5\" (Å); keys "
+                   "cutoff, cutoff_width, n_max, l_max, sigma, center_weight, normalize and the "
+                   "radial scaling c/(c + (r/r0)^m): scaling_r0 (Å, 0 = off), scaling_rate (c), "
+                   "scaling_exponent (m). --soap alone uses the defaults.")
 @click.option("--acsf", "acsf_spec", metavar="PRESET|FILE",
               help="Behler-Parrinello symmetry functions from a preset name or a JSON file.")
 @click.option("--twobody", "twobody_spec", is_flag=False, flag_value="", default=None,

@@ -371,6 +371,11 @@ class SoapHypers(Hypers):
     radial_basis : str. ``"gto"``: featomic's GTOs r^n exp(−r²/2σ_n²),
         σ_n = cutoff·max(√n, 1)/n_max, Löwdin-orthonormalised on [0, ∞).
     center_weight : float. Weight of the centre atom's own Gaussian in its density.
+    scaling_r0 : float, Å (>= 0). Radial scaling of each neighbour's Gaussian by
+        u(d) = c/(c + (d/r0)^m) (Willatt, Musil, Ceriotti 2018; featomic's ``Willatt2018``),
+        which weights near neighbours above far ones; 0 turns it off.
+    scaling_rate : float (> 0). c in u(d).
+    scaling_exponent : int (>= 0). m in u(d).
     normalize : bool. Divide each power-spectrum vector by its Euclidean norm.
     species : tuple of int. Sorted atomic numbers (symbols accepted on input); empty means the
         sorted species of the frames described in one call.
@@ -385,6 +390,9 @@ class SoapHypers(Hypers):
     sigma: float = 0.5
     radial_basis: str = "gto"
     center_weight: float = 1.0
+    scaling_r0: float = 0.0
+    scaling_rate: float = 1.0
+    scaling_exponent: int = 4
     normalize: bool = True
     species: tuple[int, ...] = ()
 
@@ -397,7 +405,8 @@ class SoapHypers(Hypers):
 
     def __post_init__(self):
         object.__setattr__(self, "species", _species_numbers(self.species, "species"))
-        _float_fields(self, ("cutoff", "cutoff_width", "sigma", "center_weight"))
+        _float_fields(self, ("cutoff", "cutoff_width", "sigma", "center_weight", "scaling_r0",
+                             "scaling_rate"))
         super().__post_init__()
 
     def validate(self):
@@ -430,3 +439,13 @@ class SoapHypers(Hypers):
         if not isinstance(self.normalize, bool):
             raise ParameterError(f"soap hyper 'normalize' must be true or false, "
                                  f"got {self.normalize!r}")
+        if not (real(self.scaling_r0) and self.scaling_r0 >= 0):
+            raise ParameterError(f"soap hyper 'scaling_r0' must be >= 0 Å (0: no radial "
+                                 f"scaling), got {self.scaling_r0}")
+        if not (real(self.scaling_rate) and self.scaling_rate > 0):
+            raise ParameterError(f"soap hyper 'scaling_rate' must be > 0, "
+                                 f"got {self.scaling_rate}")
+        if not (isinstance(self.scaling_exponent, int) and not isinstance(
+                self.scaling_exponent, bool) and 0 <= self.scaling_exponent <= 32):
+            raise ParameterError(f"soap hyper 'scaling_exponent' must be an integer in 0..32, "
+                                 f"got {self.scaling_exponent!r}")

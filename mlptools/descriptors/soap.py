@@ -266,6 +266,8 @@ class _KernelSetup:
             self.center_sn = np.ascontiguousarray(
                 np.broadcast_to(center_n * hypers.center_weight, (S, nmax)))
         self.ynorm = _ynorm(lmax)
+        self.scaling = np.array([hypers.scaling_r0, hypers.scaling_rate,
+                                 hypers.scaling_exponent], dtype=np.float64)
         self.index_of = {z: k for k, z in enumerate(hypers.species)}
 
     def pairs(self, atoms):
@@ -365,7 +367,7 @@ def soap_power_spectrum(frames, hypers, *, gradients=False, strain=False, n_thre
         max_pairs = max(1, int(np.diff(first_n).max()))
         max_rows = int(np.diff(grad_first_n).max()) if gradients else 0
         _soap.soap_features(first_n, j_p, D_pc, spec_n, slot_p, slot_n, grad_first_n, table, h,
-                            rc, width, ynorm, center_sn, block_ss, nmax, lmax, S,
+                            rc, width, setup.scaling, ynorm, center_sn, block_ss, nmax, lmax, S,
                             bool(hypers.normalize), features[r0:r0 + n], grad_values[g0:g0 + ng],
                             strain_grad[r0:r0 + n] if strain else strain_grad,
                             bool(gradients), bool(strain), max_pairs, max_rows, int(n_threads))
@@ -423,8 +425,8 @@ def soap_energy_derivatives(atoms, hypers, local_energy, *, stress=True, n_threa
                 "dE_de": np.zeros((3, 3)) if stress else None}
     spec_n, i_p, j_p, D_pc, first_n = setup.pairs(atoms)
     max_pairs = max(1, int(np.diff(first_n).max()))
-    args = (setup.table, setup.h, setup.rc, setup.width, setup.ynorm, setup.center_sn,
-            setup.block_ss, hypers.n_max, hypers.l_max, setup.S)
+    args = (setup.table, setup.h, setup.rc, setup.width, setup.scaling, setup.ynorm,
+            setup.center_sn, setup.block_ss, hypers.n_max, hypers.l_max, setup.S)
     # the raw spectra first (the normalisation's chain rule needs |X|)
     _soap.soap_features(first_n, j_p, D_pc, spec_n, np.zeros(len(j_p), np.int64),
                         np.zeros(n, np.int64), np.zeros(n + 1, np.int64), *args, False, X,
