@@ -1,5 +1,6 @@
 """Exception tree. Every error a user can cause is an MlptoolsError; the CLI prints it as one line
-and exits with its ``exit_code``. Messages name the file (and frame) first: ``"si.xyz: frame 3: ..."``.
+and exits with its ``exit_code``. Messages name the file (and frame) first:
+``"si.xyz: frame 3: ..."``.
 """
 
 

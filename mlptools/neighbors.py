@@ -1,7 +1,8 @@
 """Neighbour lists: ``neighbor_list(quantities, positions, cell, pbc, cutoff)``, ASE-style.
 
-Quantity letters (as ase.neighborlist): ``i`` centre index, ``j`` neighbour index, ``d`` distance (Å),
-``D`` vector r_j + S·cell − r_i (Å), ``S`` integer cell shift. Pairs come grouped by increasing ``i``
+Quantity letters (as ase.neighborlist): ``i`` centre index, ``j`` neighbour index, ``d``
+distance (Å), ``D`` vector r_j + S·cell − r_i (Å), ``S`` integer cell shift. Pairs come grouped
+by increasing ``i``
 (CSR-like), so per-centre slices are ``np.searchsorted(i, np.arange(n + 1))``. The list is full:
 both (i, j, S) and (j, i, −S) appear, and D(j, i, −S) = −D(i, j, S) exactly. A pair is listed when
 d < cutoff (strictly, as ASE). Within one centre the order is deterministic (the kernel's cell

@@ -30,7 +30,8 @@ def shared_data():
     """The real DFT data sets; skips (with the reason) when ../shared is absent."""
     path = shared_data_dir()
     if path is None:
-        pytest.skip("real DFT data not found: set MLPTOOLS_SHARED_DATA or put shared/ beside the repo")
+        pytest.skip("real DFT data not found: set MLPTOOLS_SHARED_DATA or put shared/ beside "
+                    "the repo")
     return path
 
 

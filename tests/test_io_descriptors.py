@@ -1,4 +1,5 @@
-"""The descriptor HDF5 file: batch appends concatenate exactly, headers are checked, writes atomic."""
+"""The descriptor HDF5 file: batch appends concatenate exactly, headers are checked, writes
+atomic."""
 
 import h5py
 import numpy as np
@@ -21,8 +22,10 @@ def _random_set(rng, n_atoms_per_structure, n_features=5, kind="soap", with_cw=F
             samples.append((r, s, atom))
     samples = np.array(samples, dtype=np.int64)
     return DescriptorSet(
-        kind=kind, hypers={"type": kind, "cutoff": 5.0}, features=rng.normal(size=(rows, n_features)),
-        structure_index=structure_index.astype(np.int64), center_index=center_index.astype(np.int64),
+        kind=kind, hypers={"type": kind, "cutoff": 5.0},
+        features=rng.normal(size=(rows, n_features)),
+        structure_index=structure_index.astype(np.int64),
+        center_index=center_index.astype(np.int64),
         center_species=np.full(rows, 14, dtype=np.int64), n_structures=len(n_atoms_per_structure),
         grad_values=rng.normal(size=(len(samples), 3, n_features)), grad_samples=samples,
         strain_grad=rng.normal(size=(rows, 3, 3, n_features)),

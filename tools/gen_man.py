@@ -30,8 +30,8 @@ ENVIRONMENT = [
 FILES = [
     ("*.xyz", "Extended XYZ structures; labels under the ASE keys energy (eV), forces (eV/Å), "
               "stress (eV/Å³, ASE sign), virial (eV), config_type."),
-    ("*.h5", "Self-describing HDF5 files (structures, descriptors, models): root attributes format, "
-             "format_version, units, hypers and provenance (JSON)."),
+    ("*.h5", "Self-describing HDF5 files (structures, descriptors, models): root attributes "
+             "format, format_version, units, hypers and provenance (JSON)."),
 ]
 
 
@@ -127,7 +127,8 @@ def page(name, command, ctx, date, version, subcommands=()):
         lines.append(".SH COMMANDS")
         for sub_name, sub in subcommands:
             lines += [".TP", f"\\fB{escape(sub_name)}\\fR",
-                      escape(sub.get_short_help_str(limit=200)) + f" See \\fBmlptools\\-{sub_name}\\fR(1)."]
+                      escape(sub.get_short_help_str(limit=200))
+                      + f" See \\fBmlptools\\-{sub_name}\\fR(1)."]
     lines.append(".SH EXIT STATUS")
     for code, text in EXIT_STATUS:
         lines += [".TP", f"\\fB{code}\\fR", escape(text)]

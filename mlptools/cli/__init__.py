@@ -35,8 +35,8 @@ class MlptoolsGroup(click.Group):
             if ctx.meta.get(_common.DEBUG_KEY):
                 raise
             click.echo(
-                f"Error: internal error ({type(exc).__name__}: {_one_line(exc)}); rerun with --debug "
-                "and report it",
+                f"Error: internal error ({type(exc).__name__}: {_one_line(exc)}); rerun with "
+                "--debug and report it",
                 err=True,
             )
             ctx.exit(EXIT_INTERNAL)

@@ -102,7 +102,8 @@ def inputs(name="inputs", required=False, help="Structure files (extxyz, or any 
 
 
 def output(hdf5=False, required=None, help=None):
-    """-o/--output FILE; '-' is stdout for text formats. HDF5 outputs cannot stream, so are required."""
+    """-o/--output FILE; '-' is stdout for text formats. HDF5 outputs cannot stream, so are
+    required."""
     if required is None:
         required = hdf5
     if help is None:

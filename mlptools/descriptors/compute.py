@@ -31,7 +31,8 @@ def fix_species(hypers, species):
         from ase.data import chemical_symbols
 
         names = ", ".join(chemical_symbols[z] for z in missing)
-        raise ParameterError(f"species {names} in the input but not in the {hypers.type} species list")
+        raise ParameterError(f"species {names} in the input but not in the {hypers.type} "
+                             f"species list")
     return hypers
 
 

@@ -1,4 +1,5 @@
-"""DescriptorSet: per-instance descriptor vectors with sparse gradients, the currency of describe/fit.
+"""DescriptorSet: per-instance descriptor vectors with sparse gradients, the currency of
+describe/fit.
 
 Index letters: ``r`` descriptor rows (one per instance: an atom for SOAP/ACSF, a pair for
 distance_2b, a triplet for angle_3b), ``g`` gradient rows, ``c`` Cartesian, ``f`` features.

@@ -34,7 +34,8 @@ def _coerce(text, annotation, key):
                 return False
             raise ValueError(text)
     except ValueError:
-        raise ParameterError(f"hyper '{key}': cannot read {text!r} as {annotation.__name__}") from None
+        raise ParameterError(
+            f"hyper '{key}': cannot read {text!r} as {annotation.__name__}") from None
     return text
 
 
@@ -83,7 +84,8 @@ class Hypers:
         for key in data:
             if key not in names:
                 close = difflib.get_close_matches(key, names, n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(names)}"
+                hint = (f"; did you mean '{close[0]}'?" if close
+                        else f"; valid keys: {', '.join(names)}")
                 raise ParameterError(f"unknown {cls.type} hyper '{key}'{hint}")
         types = typing.get_type_hints(cls)
         for key, value in list(data.items()):

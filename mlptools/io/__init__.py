@@ -1,1 +1,3 @@
-"""Reading and writing of structures, descriptors and models. The only place that opens user paths."""
+"""Reading and writing of structures, descriptors and models.
+
+The only place that opens user paths."""
