@@ -49,8 +49,8 @@ def data():
 
 
 HYPERS = {
-    "gap": {"soap": SOAP, "n_sparse": 150, "twobody": "none"},
-    "gap+2b": {"soap": SOAP, "n_sparse": 150,
+    "gap": {"soap": SOAP, "n_sparse": 150, "twobody": "none", "threebody": "none"},
+    "gap+2b": {"soap": SOAP, "n_sparse": 150, "threebody": "none",
                "twobody": {"cutoff": 4.5, "n_sparse": 15, "delta": 0.5, "theta": 0.4}},
     "gap+3b": {"soap": SOAP, "n_sparse": 150, "twobody": "none",
                "threebody": {"cutoff": 3.7, "n_sparse": 60, "delta": 0.1, "theta": 1.0}},

@@ -25,13 +25,14 @@ from mlptools.cli import _common as c
                    "\"cutoff=6 g2=0.05,0;0.3,0 g4=0.005,1,1\" (Å, 1/Å²) [default: fine].")
 @click.option("--soap", "soap_spec", metavar="HYPERS", default=None,
               help="SOAP hypers, e.g. \"cutoff=5 n_max=8 l_max=6 sigma=0.5\" (Å) [default: "
-                   "cutoff 5, width 1, n_max 8, l_max 6, sigma 0.5; normalised for gap]. With "
+                   "cutoff 5, width 1, n_max 8, l_max 6, sigma 0.5; for gap normalised and "
+                   "radially scaled by 1/(1 + (r/3 Å)^4), scaling_r0=0 turns that off]. With "
                    "--model nn the networks use SOAP instead of ACSF.")
 @click.option("--descriptors", "descriptors_path", type=click.Path(dir_okay=False), default=None,
               help="Precomputed SOAP of TRAIN from 'mlptools describe --soap ... --gradients' "
                    "(same frames in the same order); its hypers replace --soap.")
 @click.option("--hypers", "hypers_spec", metavar="HYPERS", default="",
-              help="Other model hypers as key=value: gap: zeta, delta (eV), sparse_method "
+              help="Other model hypers as key=value: gap: zeta (4), delta (0.3 eV), sparse_method "
                    "(cur|fps), jitter; linear/quadratic: ridge, n_components; nn: hidden "
                    "(\"25,25\"), activation (tanh|softplus), l2, optimizer (lbfgs|adam), "
                    "max_iter, valid_fraction, patience, learning_rate, batch_size; all: "
@@ -41,9 +42,9 @@ from mlptools.cli import _common as c
                                           "on by default: \"cutoff=5 delta=1 theta=0.5 "
                                           "n_sparse=30\" (Å, eV), or none.")
 @click.option("--threebody", "threebody_spec", is_flag=False, flag_value="", default=None,
-              metavar="HYPERS", help="Add GAP's 3-body term (squared exponential on angle_3b "
-                                     "triplets; --threebody alone: \"cutoff=3.7 delta=0.1 "
-                                     "theta=1 n_sparse=200\", Å, eV).")
+              metavar="HYPERS|none", help="GAP's 3-body term (squared exponential on angle_3b "
+                                          "triplets), on by default: \"cutoff=3.7 delta=0.1 "
+                                          "theta=1 n_sparse=200\" (Å, eV), or none.")
 @click.option("--n-sparse", type=click.IntRange(1), default=None,
               help="GAP sparse points over all species [default: 2000].")
 @click.option("--sigma-energy", type=click.FloatRange(0), default=None,
