@@ -89,7 +89,8 @@ def main():
     base = next(iter(variants))
     ranked = []
     for name in variants:
-        mae = np.mean([errors[name, el][i] / errors[base, el][i] for el in elements for i in (0, 1)])
+        mae = np.mean([errors[name, el][i] / errors[base, el][i]
+                       for el in elements for i in (0, 1)])
         rmse = np.mean([errors[name, el][i] / errors[base, el][i]
                         for el in elements for i in (2, 3)])
         ranked.append((mae, rmse, name))
