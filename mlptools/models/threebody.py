@@ -140,14 +140,18 @@ class ThreeBodyTerm:
         out = {"energies": np.zeros(n)}
         if ds.n_rows == 0:
             return out
-        self._key = None
-        self._prepare(ds)
-        out["energies"] = np.bincount(ds.center_index, weights=self._e @ self.alpha,
-                                      minlength=n)
+        h = self.hypers
+        X = ds.features
+        wt, dw = _weight(X, h.cutoff, h.cutoff_transition_width)
+        k_alpha = self._kernel(X) * self.alpha[None, :]
+        ka = k_alpha.sum(axis=1)
+        out["energies"] = np.bincount(ds.center_index, weights=wt * ka, minlength=n)
         if forces or stress:
-            v = np.einsum("pfm,m->pf", self._de, self.alpha)
+            # Σ_m α_m ∂e_pm/∂X_pf without the (p, f, m) array of the fit:
+            # = ∂w/∂X_pf Σα k − w_p (X_pf Σα k − Σ_m α_m k_pm X_mf)/θ²
+            v = dw * ka[:, None] - wt[:, None] * (X * ka[:, None] - k_alpha @ self.X_m) \
+                / h.theta ** 2
             out.update(training.derivatives(ds, v, n, forces=forces, stress=stress))
-        self._key = None
         return out
 
     def to_h5(self, group):
