@@ -9,7 +9,12 @@ Model. With x_i the normalised SOAP power spectrum of atom i and species Z_i::
 
 (the kernel between different centre species is zero, as in gap_fit with one descriptor per
 species). Forces and stress are exact derivatives: ∂ε_i/∂x_i = δ² ζ Σ_m α_m (x_i·x_m)^(ζ−1) x_m
-is contracted with the SOAP gradients dx_i/dr_a and dx_i/dε (:func:`training.contract_gradients`).
+is carried back through the SOAP density coefficients by the adjoint contraction
+(:func:`~mlptools.descriptors.soap.soap_energy_derivatives`) when predicting, and contracted with
+the full SOAP gradients dx_i/dr_a, dx_i/dε (:func:`training.contract_gradients`) when fitting and
+for the uncertainty. By default the 2-body and 3-body terms (:mod:`twobody`, :mod:`threebody`)
+add their own sums; the defaults (δ 0.3 eV, radial scaling r0 3 Å) come from held-out validation
+on the mlearn Si and Mo training sets (``tools/cv_gap_defaults.py``).
 
 Fit. Sparse points are chosen per species by CUR leverage sampling or farthest-point sampling
 (:mod:`mlptools.models.sparsify`), in proportion to the species' atom counts. α solves
