@@ -57,6 +57,9 @@ class ThreeBodyTermHypers(Hypers):
                                z=int(z), z1=int(z1), z2=int(z2))
 
 
+_CHUNK = 4096     # triplets per block of the fit's kernel derivatives
+
+
 def _weight(X, rc, w):
     """w = f(a) f(b), a, b = (s ± d)/2, d = √q, and ∂w/∂(s, q, t) (n, 3).
 
@@ -115,12 +118,19 @@ class ThreeBodyTerm:
         h = self.hypers
         X = ds.features
         wt, dw = _weight(X, h.cutoff, h.cutoff_transition_width)
-        k = self._kernel(X)
-        self._e = wt[:, None] * k
-        diff = (X[:, None, :] - self.X_m[None, :, :]) / h.theta ** 2      # (p, m, f)
-        # ∂e_pm/∂X_pf = k_pm (∂w/∂X_pf − w_p (X_pf − X_mf)/θ²), stored (p, f, m)
-        self._de = np.ascontiguousarray(np.moveaxis(
-            k[:, :, None] * (dw[:, None, :] - wt[:, None, None] * diff), 2, 1))
+        p, m = X.shape[0], self.X_m.shape[0]
+        self._e = np.empty((p, m))
+        self._de = np.empty((p, 3, m))
+        # in chunks of triplets: the (p, m, f) temporaries would otherwise triple this
+        # memory (bcc metals have ~90 triplets per atom inside 3.7 Å)
+        for a in range(0, p, _CHUNK):
+            sl = slice(a, a + _CHUNK)
+            k = self._kernel(X[sl])
+            self._e[sl] = wt[sl, None] * k
+            diff = (X[sl, None, :] - self.X_m[None, :, :]) / h.theta ** 2      # (c, m, f)
+            # ∂e_pm/∂X_pf = k_pm (∂w/∂X_pf − w_p (X_pf − X_mf)/θ²), stored (p, f, m)
+            self._de[sl] = np.moveaxis(
+                k[:, :, None] * (dw[sl, None, :] - wt[sl, None, None] * diff), 2, 1)
         self._key = ds
 
     def energy_cols(self, ds):

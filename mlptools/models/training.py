@@ -322,8 +322,14 @@ def design_rows(batch, targets, terms, n_cols, *, grad_chunk=4096):
         if v_frames and ds.strain_grad is not None:
             dXs = voigt(np.moveaxis(ds.strain_grad, -1, 1))          # (n_rows, F, 6)
             dXs = np.ascontiguousarray(np.moveaxis(dXs, -1, 1))       # (n_rows, 6, F)
-            T = local.grad_cols(ds, dXs, np.arange(ds.n_rows))
-            A_V[:, :, cols] = (S_struct @ T.reshape(ds.n_rows, 6 * m)).reshape(n_s, 6, m)
+            # in row chunks, as the forces: a bcc batch has ~90 3-body rows per atom, and one
+            # (rows, 6, m) block of them was the fit's memory peak
+            part = np.zeros((n_s, 6 * m))
+            for r0 in range(0, ds.n_rows, grad_chunk):
+                r1 = min(ds.n_rows, r0 + grad_chunk)
+                T = local.grad_cols(ds, dXs[r0:r1], np.arange(r0, r1))
+                part += S_struct[:, r0:r1] @ T.reshape(r1 - r0, 6 * m)
+            A_V[:, :, cols] = part.reshape(n_s, 6, m)
     if e_rows:
         sig = np.array([tg[s].sigma[0] for s in e_rows])
         A_parts.append(A_E[e_rows] / sig[:, None])
