@@ -416,3 +416,25 @@ def test_fitted_model_conserves_energy_in_nve(fitted, kind, data, tmp_path):
     slope = np.polyfit(d[:, 1] / 1000, e_tot, 1)[0]
     assert abs(slope) < 1e-4, slope
     assert np.abs(e_tot - e_tot[0]).max() < 2e-3
+
+
+def test_threebody_sparse_budget_is_shared_by_species_triples(rng):
+    """The default-on 3-body term stays bounded for multicomponent data: T triples share
+    max_total_sparse (Si, Ge, C: 3 centres x 6 neighbour pairs = 18 triples)."""
+    from mlptools.models.threebody import ThreeBodyTermHypers, make_terms
+
+    frames = []
+    for _ in range(3):
+        a = bulk("Si", "diamond", a=5.431, cubic=True).repeat((2, 1, 1))
+        a.positions += rng.normal(0, 0.15, a.positions.shape)
+        a.numbers = rng.choice([6, 14, 32], len(a))
+        frames.append(a)
+    species = (6, 14, 32)
+    one = make_terms(ThreeBodyTermHypers(n_sparse=40, max_total_sparse=10 ** 6), frames, species)
+    assert len(one) == 18
+    assert max(t.n_sparse for t in one) == 40
+    capped = make_terms(ThreeBodyTermHypers(n_sparse=40, max_total_sparse=180), frames, species)
+    assert [t.n_sparse for t in capped] == [min(10, t.n_sparse) for t in one]
+    assert sum(t.n_sparse for t in capped) <= 180
+    with pytest.raises(ParameterError, match="max_total_sparse"):
+        ThreeBodyTermHypers(max_total_sparse=1)

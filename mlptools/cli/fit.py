@@ -44,7 +44,9 @@ from mlptools.cli import _common as c
 @click.option("--threebody", "threebody_spec", is_flag=False, flag_value="", default=None,
               metavar="HYPERS|none", help="GAP's 3-body term (squared exponential on angle_3b "
                                           "triplets), on by default: \"cutoff=3.7 delta=0.1 "
-                                          "theta=1 n_sparse=200\" (Å, eV), or none.")
+                                          "theta=1 n_sparse=200 max_total_sparse=1200\" (Å, "
+                                          "eV; n_sparse per species triple, all triples "
+                                          "together at most max_total_sparse), or none.")
 @click.option("--n-sparse", type=click.IntRange(1), default=None,
               help="GAP sparse points over all species [default: 2000].")
 @click.option("--sigma-energy", type=click.FloatRange(0), default=None,

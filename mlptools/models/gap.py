@@ -161,7 +161,7 @@ class GapHypers(FitCommon):
       for Mo); ``"none"`` switches it off
     threebody : ThreeBodyTermHypers or None, the 3-body term on angle_3b triplets
       (:mod:`mlptools.models.threebody`), on by default (cutoff 3.7 Å, δ 0.1 eV, θ 1, 200 sparse
-      triplets per species triple); ``"none"`` switches it off
+      triplets per species triple, 1200 over all triples); ``"none"`` switches it off
     sigma_energy, sigma_force, sigma_virial : float, eV/atom, eV/Å, eV/atom (0: not fitted)
     config_type_sigma : str, ``"Surface=0.004,0.1,0.1 ..."`` per config type overrides
     baseline : str, ``"zbl"`` (with optional ``inner=`` ``outer=``) or ``"none"``

@@ -24,6 +24,7 @@ from typing import ClassVar
 import numpy as np
 
 from mlptools.descriptors.hypers import Hypers, ThreeBodyHypers
+from mlptools.errors import ParameterError
 from mlptools.models.twobody import gap_cutoff, validate_term_hypers
 
 
@@ -38,6 +39,10 @@ class ThreeBodyTermHypers(Hypers):
     delta : float, eV, energy scale δ
     theta : float, length scale θ of every feature (Å for s and t, Å² for q)
     n_sparse : int, sparse triplets per species triple
+    max_total_sparse : int, cap on the sparse triplets of all triples together: with T triples
+        in the data each gets min(n_sparse, max_total_sparse // T) (at least 2), so the term,
+        on by default, stays a few hundred columns for multicomponent systems (a quaternary
+        has 40 triples: 30 each instead of 200, 1200 columns instead of 8000)
     """
 
     type: ClassVar[str] = "threebody"
@@ -47,9 +52,13 @@ class ThreeBodyTermHypers(Hypers):
     delta: float = 0.1
     theta: float = 1.0
     n_sparse: int = 200
+    max_total_sparse: int = 1200
 
     def validate(self):
         validate_term_hypers(self)
+        if not (isinstance(self.max_total_sparse, int) and self.max_total_sparse >= 2):
+            raise ParameterError(f"threebody hyper 'max_total_sparse' must be an integer >= 2, "
+                                 f"got {self.max_total_sparse!r}")
 
     def descriptor(self, z, z1, z2):
         return ThreeBodyHypers(cutoff=float(self.cutoff),
@@ -183,18 +192,19 @@ def make_terms(hypers, frames, species):
     """One :class:`ThreeBodyTerm` per species triple with triplets in ``frames``."""
     from mlptools.models.sparsify import farthest_point_order
 
-    terms = []
+    found = []
     for z in species:
         for a_i, a in enumerate(species):
             for b in species[a_i:]:
                 term = ThreeBodyTerm(hypers, z, a, b, np.zeros((0, 3)))
                 ds = term.descriptors(frames, gradients=False, strain=False)
-                if ds.n_rows == 0:
-                    continue
-                X = ds.features / hypers.theta
-                # distinct triplets only (crystals repeat them), then farthest points
-                X = np.unique(np.round(X, 6), axis=0)
-                order = farthest_point_order(X, np.zeros((0, 3)), hypers.n_sparse)
-                term.X_m = X[np.sort(order)] * hypers.theta
-                terms.append(term)
-    return terms
+                if ds.n_rows:
+                    found.append((term, ds))
+    per_triple = max(2, min(hypers.n_sparse, hypers.max_total_sparse // max(1, len(found))))
+    for term, ds in found:
+        X = ds.features / hypers.theta
+        # distinct triplets only (crystals repeat them), then farthest points
+        X = np.unique(np.round(X, 6), axis=0)
+        order = farthest_point_order(X, np.zeros((0, 3)), per_triple)
+        term.X_m = X[np.sort(order)] * hypers.theta
+    return [term for term, _ in found]
