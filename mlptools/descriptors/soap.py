@@ -255,7 +255,6 @@ class _KernelSetup:
     """The kernel's fixed inputs for resolved hypers: tables, block offsets, species indices."""
 
     def __init__(self, hypers):
-        self.hypers = hypers
         self.S = S = len(hypers.species)
         nmax, lmax = hypers.n_max, hypers.l_max
         self.block_ss, self.n_features = _blocks(S, nmax, lmax)

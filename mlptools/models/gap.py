@@ -286,12 +286,18 @@ class GapModel(Model):
 
         return soap_power_spectrum([atoms], self.soap_hypers, gradients=forces, strain=stress)
 
-    def local_energy(self, X_nf, center_species):
-        """Local energies (n,) eV and ∂ε/∂X (n, F) of features X (n, F): ε = δ² Σ_s α_s k_s."""
+    def _dot_and_power(self, X_nf, center_species):
+        """x·x_m (n, m) and (x·x_m)^(ζ−1) [Z = Z_m] (n, m)."""
         dot = X_nf @ self.sparse_features.T
         kp = _int_power(dot, self.zeta - 1)
         if len(self.species) > 1:
             kp *= np.asarray(center_species)[:, None] == self.sparse_species[None, :]
+        return dot, kp
+
+    def local_energy(self, X_nf, center_species, parts=None):
+        """Local energies (n,) eV and ∂ε/∂X (n, F) of features X (n, F): ε = δ² Σ_s α_s k_s
+        (``parts``: :meth:`_dot_and_power` of X when the caller has it)."""
+        dot, kp = parts or self._dot_and_power(X_nf, center_species)
         ka = kp * self.alpha[None, :]
         d2 = self.delta ** 2
         return d2 * (ka * dot).sum(axis=1), (d2 * self.zeta) * (ka @ self.sparse_features)
@@ -300,13 +306,10 @@ class GapModel(Model):
         if uncertainty:
             # the force uncertainty needs each centre's neighbourhood: the full gradient path
             ds = self.descriptors(atoms, forces=True, stress=stress)
+            dot, kp = self._dot_and_power(ds.features, ds.center_species)
             out = {}
-            out["energies"], v = self.local_energy(ds.features, ds.center_species)
+            out["energies"], v = self.local_energy(ds.features, ds.center_species, (dot, kp))
             out.update(training.derivatives(ds, v, len(atoms), forces=forces, stress=stress))
-            dot = ds.features @ self.sparse_features.T
-            kp = _int_power(dot, self.zeta - 1)
-            if len(self.species) > 1:
-                kp *= ds.center_species[:, None] == self.sparse_species[None, :]
             out.update(self._uncertainty(ds, self.delta ** 2 * kp * dot, len(atoms)))
         else:
             out = predict_soap_model(self, atoms, forces=forces, stress=stress)
