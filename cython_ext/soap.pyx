@@ -514,8 +514,7 @@ def soap_features(const int64_t[::1] first_n,       # IN (n_atoms + 1,) CSR offs
             else:
                 _centre(i, work, first_n, j_p, D_pc, spec_n, slot_p, slot_n, grad_first_n,
                         table_kxq, h, cutoff, width, scaling, ynorm_lm, center_sn, block_ss, nmax,
-                        lmax,
-                        n_species, normalize, X_nf, dX_gcf, dXs_nccf, gradients, strain,
+                        lmax, n_species, normalize, X_nf, dX_gcf, dXs_nccf, gradients, strain,
                         max_pairs)
         free(work)
     if any(failed_n):
