@@ -61,8 +61,10 @@ def score(fit, held, options, out):
         cmd = [str(Path(sys.executable).with_name("mlptools")), "fit", str(fit), "--valid",
                str(held), "--format", "json", "-q", "-o", str(out.with_suffix(".h5")),
                *shlex.split(options)]
-        text = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        out.write_text(text)
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        if run.returncode:
+            sys.exit(f"{shlex.join(cmd)}: {run.stderr.strip()}")
+        out.write_text(run.stdout)
     tables = json.loads(out.read_text())
     rows = tables[str(held)]["rows"]
     o = next(r for r in rows if r["config_type"] == "overall")

@@ -25,8 +25,9 @@ from mlptools.cli import _common as c
                    "\"cutoff=6 g2=0.05,0;0.3,0 g4=0.005,1,1\" (Å, 1/Å²) [default: fine].")
 @click.option("--soap", "soap_spec", metavar="HYPERS", default=None,
               help="SOAP hypers, e.g. \"cutoff=5 n_max=8 l_max=6 sigma=0.5\" (Å) [default: "
-                   "cutoff 5, width 1, n_max 8, l_max 6, sigma 0.5; for gap normalised and "
-                   "radially scaled by 1/(1 + (r/3 Å)^4), scaling_r0=0 turns that off]. With "
+                   "cutoff 5, width 1, n_max 8, l_max 6, sigma 0.5; for gap cutoff 5.5, "
+                   "normalised and radially scaled by 1/(1 + (r/3 Å)^4), scaling_r0=0 turns "
+                   "that off]. With "
                    "--model nn the networks use SOAP instead of ACSF.")
 @click.option("--descriptors", "descriptors_path", type=click.Path(dir_okay=False), default=None,
               help="Precomputed SOAP of TRAIN from 'mlptools describe --soap ... --gradients' "
