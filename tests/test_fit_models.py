@@ -273,6 +273,16 @@ def test_stacked_qr_matches_lstsq(rng):
         sing.solve("raise x")
 
 
+def test_integer_power_by_squaring_matches_numpy_and_keeps_its_input(rng):
+    from mlptools.models.gap import _int_power
+
+    x = rng.uniform(-1.0, 1.0, (6, 5))
+    x0 = x.copy()
+    for n in range(14):
+        np.testing.assert_allclose(_int_power(x, n), x ** n, rtol=1e-12, atol=0)
+    np.testing.assert_array_equal(x, x0)
+
+
 def test_sparse_selection(rng):
     X = rng.normal(size=(300, 10))
     X = np.vstack([X, X[:50]])                      # duplicates are never picked twice
