@@ -1,7 +1,8 @@
 """Choose GAP defaults by held-out validation on the training sets only (never on test.xyz).
 
 Each element's train.xyz is split once, per config type, into 80 % fit / 20 % held out
-(numpy seed 7); every variant is fitted with ``mlptools fit`` on the 80 % and scored on the 20 %.
+(numpy seed ``--seed``, default 7); every variant is fitted with ``mlptools fit`` on the 80 %
+and scored on the 20 %.
 A variant's score is the mean over elements and over (energy, force) of its error divided by
 the baseline's (< 1 is better), for MAE and for RMSE. The defaults in ``mlptools fit --help``
 were taken from this table (benchmarks/results/cv-gap-defaults.txt); the test sets were
@@ -77,6 +78,8 @@ def main():
     p.add_argument("--work", type=Path, required=True)
     p.add_argument("--elements", default="Si,Mo")
     p.add_argument("--variants", nargs="*", default=None, help="name=options ...")
+    p.add_argument("--seed", type=int, default=7, help="numpy seed of the fit/held-out split "
+                   "(use a fresh --work per seed)")
     args = p.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     variants = (dict(v.split("=", 1) for v in args.variants) if args.variants else VARIANTS)
@@ -84,7 +87,7 @@ def main():
     errors = {}
     for name, options in variants.items():
         for el in elements:
-            fit, held = split(args.data, el, args.work)
+            fit, held = split(args.data, el, args.work, seed=args.seed)
             errors[name, el] = score(fit, held, options, args.work / f"{name}_{el}.json")
             print(f"{name} {el}: E MAE {errors[name, el][0]:.3f} meV/atom, F MAE "
                   f"{errors[name, el][1]:.4f} eV/Å", file=sys.stderr, flush=True)
