@@ -448,3 +448,20 @@ def test_threebody_sparse_budget_is_shared_by_species_triples(rng):
     assert sum(t.n_sparse for t in capped) <= 180
     with pytest.raises(ParameterError, match="max_total_sparse"):
         ThreeBodyTermHypers(max_total_sparse=1)
+
+
+def test_compiled_threebody_contraction_matches_the_dense_kernel(rng):
+    """ThreeBodyTerm.contract (Cython, no (p, m) temporaries) against the NumPy kernel matrix
+    the fit uses: Σ_m α_m k_pm and Σ_m α_m k_pm X_mf."""
+    from mlptools.models.threebody import ThreeBodyTerm, ThreeBodyTermHypers
+
+    h = ThreeBodyTermHypers(delta=0.7, theta=0.8)
+    X_m = rng.uniform(0.0, 3.0, (37, 3))
+    term = ThreeBodyTerm(h, 14, 14, 14, X_m, rng.normal(size=37))
+    X = rng.uniform(0.0, 3.0, (501, 3))
+    k_alpha = term._kernel(X) * term.alpha[None, :]
+    ka, kx = term.contract(X)
+    np.testing.assert_allclose(ka, k_alpha.sum(axis=1), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(kx, k_alpha @ X_m, rtol=1e-12, atol=1e-14)
+    ka0, _ = term.contract(X[:0])
+    assert ka0.shape == (0,)

@@ -120,6 +120,20 @@ class ThreeBodyTerm:
         diff = (X[:, None, :] - self.X_m[None, :, :]) / h.theta
         return h.delta ** 2 * np.exp(-0.5 * np.einsum("pmf,pmf->pm", diff, diff))
 
+    def contract(self, X):
+        """Σ_m α_m δ² k(X_p, X_m) (p,) and Σ_m α_m δ² k(X_p, X_m) X_m (p, 3), compiled.
+
+        ``X`` (p, 3) triplet features (Å, Å², Å); needs fitted ``alpha``.
+        """
+        from mlptools._ext import gp_kernels
+
+        X = np.ascontiguousarray(X, dtype=np.float64).reshape(-1, 3)
+        ka, kx = np.empty(X.shape[0]), np.empty_like(X)
+        gp_kernels.squared_exponential_contract(
+            X, np.ascontiguousarray(self.X_m), np.ascontiguousarray(self.alpha, dtype=np.float64),
+            float(self.hypers.theta), float(self.hypers.delta), ka, kx)
+        return ka, kx
+
     # the local-energy interface of training.design_rows: e_pm = w(X_p) δ² k(X_p, X_m)
     def _prepare(self, ds):
         if self._key is ds:
@@ -162,14 +176,12 @@ class ThreeBodyTerm:
         h = self.hypers
         X = ds.features
         wt, dw = _weight(X, h.cutoff, h.cutoff_transition_width)
-        k_alpha = self._kernel(X) * self.alpha[None, :]
-        ka = k_alpha.sum(axis=1)
+        ka, kx = self.contract(X)
         out["energies"] = np.bincount(ds.center_index, weights=wt * ka, minlength=n)
         if forces or stress:
             # Σ_m α_m ∂e_pm/∂X_pf without the (p, f, m) array of the fit:
             # = ∂w/∂X_pf Σα k − w_p (X_pf Σα k − Σ_m α_m k_pm X_mf)/θ²
-            v = dw * ka[:, None] - wt[:, None] * (X * ka[:, None] - k_alpha @ self.X_m) \
-                / h.theta ** 2
+            v = dw * ka[:, None] - wt[:, None] * (X * ka[:, None] - kx) / h.theta ** 2
             out.update(training.derivatives(ds, v, n, forces=forces, stress=stress))
         return out
 
