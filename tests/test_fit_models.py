@@ -450,18 +450,28 @@ def test_threebody_sparse_budget_is_shared_by_species_triples(rng):
         ThreeBodyTermHypers(max_total_sparse=1)
 
 
-def test_compiled_threebody_contraction_matches_the_dense_kernel(rng):
-    """ThreeBodyTerm.contract (Cython, no (p, m) temporaries) against the NumPy kernel matrix
-    the fit uses: Σ_m α_m k_pm and Σ_m α_m k_pm X_mf."""
+def test_compiled_contraction_matches_the_dense_2b_and_3b_kernels(rng):
+    """squared_exponential_contract (Cython, no (p, m) temporaries) against the NumPy kernel
+    matrices the fit uses: Σ_m α_m k_pm and Σ_m α_m k_pm X_mf, for 3 features and for 1."""
     from mlptools.models.threebody import ThreeBodyTerm, ThreeBodyTermHypers
+    from mlptools.models.twobody import TwoBodyTerm, TwoBodyTermHypers, squared_exponential_contract
 
-    h = ThreeBodyTermHypers(delta=0.7, theta=0.8)
+    h3 = ThreeBodyTermHypers(delta=0.7, theta=0.8)
     X_m = rng.uniform(0.0, 3.0, (37, 3))
-    term = ThreeBodyTerm(h, 14, 14, 14, X_m, rng.normal(size=37))
+    term = ThreeBodyTerm(h3, 14, 14, 14, X_m, rng.normal(size=37))
     X = rng.uniform(0.0, 3.0, (501, 3))
     k_alpha = term._kernel(X) * term.alpha[None, :]
-    ka, kx = term.contract(X)
+    ka, kx = squared_exponential_contract(X, X_m, term.alpha, h3.theta, h3.delta)
     np.testing.assert_allclose(ka, k_alpha.sum(axis=1), rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(kx, k_alpha @ X_m, rtol=1e-12, atol=1e-14)
-    ka0, _ = term.contract(X[:0])
+    ka0, _ = squared_exponential_contract(X[:0], X_m, term.alpha, h3.theta, h3.delta)
     assert ka0.shape == (0,)
+
+    h2 = TwoBodyTermHypers(delta=1.3, theta=0.4)
+    pair = TwoBodyTerm(h2, 14, 14, np.linspace(1.5, 5.0, 23), rng.normal(size=23))
+    r = rng.uniform(1.0, 5.0, (300, 1))
+    k_alpha = (h2.delta ** 2 * np.exp(-0.5 * (r - pair.r_m[None, :]) ** 2 / h2.theta ** 2)
+               * pair.alpha[None, :])
+    ka, kr = squared_exponential_contract(r, pair.r_m, pair.alpha, h2.theta, h2.delta)
+    np.testing.assert_allclose(ka, k_alpha.sum(axis=1), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(kr[:, 0], k_alpha @ pair.r_m, rtol=1e-12, atol=1e-14)

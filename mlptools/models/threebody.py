@@ -25,7 +25,7 @@ import numpy as np
 
 from mlptools.descriptors.hypers import Hypers, ThreeBodyHypers
 from mlptools.errors import ParameterError
-from mlptools.models.twobody import gap_cutoff, validate_term_hypers
+from mlptools.models.twobody import gap_cutoff, squared_exponential_contract, validate_term_hypers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,20 +120,6 @@ class ThreeBodyTerm:
         diff = (X[:, None, :] - self.X_m[None, :, :]) / h.theta
         return h.delta ** 2 * np.exp(-0.5 * np.einsum("pmf,pmf->pm", diff, diff))
 
-    def contract(self, X):
-        """Σ_m α_m δ² k(X_p, X_m) (p,) and Σ_m α_m δ² k(X_p, X_m) X_m (p, 3), compiled.
-
-        ``X`` (p, 3) triplet features (Å, Å², Å); needs fitted ``alpha``.
-        """
-        from mlptools._ext import gp_kernels
-
-        X = np.ascontiguousarray(X, dtype=np.float64).reshape(-1, 3)
-        ka, kx = np.empty(X.shape[0]), np.empty_like(X)
-        gp_kernels.squared_exponential_contract(
-            X, np.ascontiguousarray(self.X_m), np.ascontiguousarray(self.alpha, dtype=np.float64),
-            float(self.hypers.theta), float(self.hypers.delta), ka, kx)
-        return ka, kx
-
     # the local-energy interface of training.design_rows: e_pm = w(X_p) δ² k(X_p, X_m)
     def _prepare(self, ds):
         if self._key is ds:
@@ -176,7 +162,7 @@ class ThreeBodyTerm:
         h = self.hypers
         X = ds.features
         wt, dw = _weight(X, h.cutoff, h.cutoff_transition_width)
-        ka, kx = self.contract(X)
+        ka, kx = squared_exponential_contract(X, self.X_m, self.alpha, h.theta, h.delta)
         out["energies"] = np.bincount(ds.center_index, weights=wt * ka, minlength=n)
         if forces or stress:
             # Σ_m α_m ∂e_pm/∂X_pf without the (p, f, m) array of the fit:

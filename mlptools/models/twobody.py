@@ -77,6 +77,23 @@ def gap_cutoff(r, rc, w):
     return f, df, d2f
 
 
+def squared_exponential_contract(X, X_m, alpha, theta, delta):
+    """Σ_m α_m δ² k(X_p, X_m) (p,) and Σ_m α_m δ² k(X_p, X_m) X_mf (p, f), compiled, with
+    k = exp(−|X_p − X_m|²/2θ²): the prediction of the 2-body and 3-body terms without their
+    (p, m) kernel matrix.
+
+    ``X`` (p, f) and ``X_m`` (m, f) in the same units as θ; ``alpha`` (m,); δ in eV.
+    """
+    from mlptools._ext import gp_kernels
+
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    X_m = np.ascontiguousarray(X_m, dtype=np.float64).reshape(-1, X.shape[1])
+    ka, kx = np.empty(X.shape[0]), np.empty_like(X)
+    gp_kernels.squared_exponential_contract(X, X_m, np.ascontiguousarray(alpha, dtype=np.float64),
+                                            float(theta), float(delta), ka, kx)
+    return ka, kx
+
+
 class TwoBodyTerm:
     """The 2-body term of one species pair: kernel columns for fitting, and prediction."""
 
@@ -131,17 +148,20 @@ class TwoBodyTerm:
         out = {"energies": np.zeros(n)}
         if ds.n_rows == 0:
             return out
-        self._key = None
-        self._prepare(ds)
-        e_p = self._e @ self.alpha
+        h = self.hypers
+        r = ds.features[:, 0]
+        f, df, _ = gap_cutoff(r, h.cutoff, h.cutoff_transition_width)
+        ka, kr = squared_exponential_contract(ds.features, self.r_m, self.alpha, h.theta,
+                                              h.delta)
+        e_p = f * ka
         s = ds.grad_samples
         per_row = np.bincount(s[:, 0], minlength=ds.n_rows)
         out["energies"] = np.bincount(s[:, 2], weights=e_p[s[:, 0]] / per_row[s[:, 0]],
                                       minlength=n)
         if forces or stress:
-            v = (self._de @ self.alpha)[:, None]
+            # Σ_m α_m ∂e_pm/∂r_p = f′ Σα k − f (r Σα k − Σ_m α_m k r_m)/θ²
+            v = (df * ka - f * (r * ka - kr[:, 0]) / h.theta ** 2)[:, None]
             out.update(training.derivatives(ds, v, n, forces=forces, stress=stress))
-        self._key = None
         return out
 
     def to_h5(self, group):
